@@ -1,0 +1,58 @@
+"""Atomic writes: a file either has its old content or its complete new content, never half of it.
+
+Everything is written to a temporary file in the destination folder, flushed and fsync'ed, then moved into place
+with :func:`os.replace`, which is atomic on POSIX and Windows when source and destination share a file system.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on a clean exit move it onto ``path``, on an error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_json(obj: Any, path: str | os.PathLike, *, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (keys sorted so diffs stay readable)."""
+    with atomic_write(path, "w") as handle:
+        json.dump(obj, handle, indent=indent, sort_keys=True, default=_json_default)
+        handle.write("\n")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically: a crash mid-save leaves the previous checkpoint intact."""
+    import torch
+
+    with atomic_write(path, "wb") as handle:
+        torch.save(obj, handle)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,17 @@
+"""Shared pytest configuration."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-baselines",
+        action="store_true",
+        default=False,
+        help="rewrite tests/baselines/<page>.json from this run's numbers (review the diff before committing)",
+    )
