@@ -1,0 +1,54 @@
+"""Reading image files without silent failures.
+
+Benchmark downloads break in ways that surface late: an interrupted transfer leaves a truncated JPEG that PIL
+opens happily (``Image.open`` reads only the header) and fails on, or half-decodes, at epoch 7. :func:`load_image`
+decodes the whole file immediately and turns every failure into an error that names the file and the fix.
+PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` is deliberately left ``False``: a grey-padded half image is a
+wrong training example, not a recovered one.
+
+For a ``skip_corrupt`` option, a loader calls :func:`find_corrupt_images` once at construction, warns, and drops
+the listed files from its index; the same function backs a whole-dataset integrity check.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image, UnidentifiedImageError
+
+_FIX = "Re-download or re-extract the dataset, or run `dml data check` to list every unreadable file."
+
+
+class CorruptImageError(OSError):
+    """An image file exists but cannot be decoded (truncated, not an image, or damaged)."""
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open, fully decode and return the image at ``path`` in RGB mode.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CorruptImageError: ``path`` is not a decodable image (e.g. truncated JPEG, garbage bytes, empty file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file {path} is missing. {_FIX}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise CorruptImageError(f"Image file {path} is truncated or corrupt ({type(error).__name__}: {error}). "
+                                f"{_FIX}") from error
+
+
+def find_corrupt_images(paths: Iterable[str | os.PathLike]) -> list[tuple[Path, str]]:
+    """Try to decode every file; return ``(path, reason)`` for each one that is missing or unreadable."""
+    bad = []
+    for path in paths:
+        try:
+            load_image(path)
+        except OSError as error:
+            bad.append((Path(path), str(error)))
+    return bad
