@@ -35,7 +35,7 @@ def test_garbage_file(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(CorruptImageError) as info:
         load_image(path)
-    assert str(path) in str(info.value) and "dml data check" in str(info.value)
+    assert str(path) in str(info.value) and "find_corrupt_images" in str(info.value)
 
 
 def test_truncated_jpeg(tmp_path, jpeg_bytes):

@@ -17,7 +17,8 @@ from typing import Iterable
 
 from PIL import Image, UnidentifiedImageError
 
-_FIX = "Re-download or re-extract the dataset, or run `dml data check` to list every unreadable file."
+_FIX = ("Re-download or re-extract the dataset; `dml.data.find_corrupt_images(paths)` lists every unreadable "
+        "file of a dataset in one pass.")
 
 
 class CorruptImageError(OSError):
