@@ -1,0 +1,29 @@
+"""Embedding models: a backbone (feature map) followed by a pooling + projection head.
+
+>>> model = build("small_cnn", embedding_dim=64, pooling="gem")
+>>> embeddings = model(images)          # (B, 64), unit length
+
+Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional ImageNet weights, ``small_cnn``).
+"""
+from dml.models.embedding import EmbeddingModel, build
+from dml.models.head import EmbeddingHead
+from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling
+from dml.models.registry import available_backbones, build_backbone, register_backbone
+from dml.models.resnet import ResNetBackbone  # importing registers resnet18 and resnet50
+from dml.models.small_cnn import SmallCNN  # importing registers small_cnn
+
+__all__ = [
+    "AvgPool",
+    "EmbeddingHead",
+    "EmbeddingModel",
+    "GeM",
+    "MaxPool",
+    "ResNetBackbone",
+    "SmallCNN",
+    "available_backbones",
+    "available_poolings",
+    "build",
+    "build_backbone",
+    "build_pooling",
+    "register_backbone",
+]
