@@ -1,0 +1,87 @@
+"""The ``dml`` command line: help, exit codes, error messages, and the example configs actually running."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dml.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "configs" / "smoke_synthetic.yaml"
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "data" in out
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--set" in out and "--resume" in out and "--output-dir" in out
+
+
+def test_module_entry_point_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "dml.cli", "--help"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "usage: dml" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["train"], ["frobnicate"], ["train", str(SMOKE), "--bogus"]])
+def test_argparse_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> None:
+    assert main([]) == 2
+    assert "usage: dml" in capsys.readouterr().err
+    assert main(["data"]) == 2
+    assert "list" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "nope.yaml"], "does not exist"),
+    (["train", str(SMOKE), "--set", "optim.lrr=0.1"], "Did you mean 'optim.lr'"),
+    (["train", str(SMOKE), "--set", "optim.lr"], "has no '='"),
+    (["train", str(SMOKE), "--set", "train.epochs=two"], "'train.epochs' must be an integer"),
+    (["train", str(SMOKE), "--set", "loss.name=tripplet"], "Did you mean 'triplet'"),
+])
+def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dml train: error:") and message in err and "Traceback" not in err
+
+
+def test_resume_without_checkpoint_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["train", str(SMOKE), "--resume", "--output-dir", str(tmp_path / "run"),
+                 "--set", f"data.root={data}"]) == 1
+    assert "Cannot resume" in capsys.readouterr().err
+
+
+def test_data_list_prints_builtin_datasets(capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "list"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"synthetic", "digits"} <= set(names)
+
+
+@pytest.mark.parametrize("config", ["smoke_synthetic.yaml", "digits.yaml"])
+def test_example_configs_train_for_one_epoch(config: str, tmp_path: Path) -> None:
+    """Each example config runs end to end (one epoch, data cached in a temporary folder)."""
+    data, out = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    code = main(["train", str(REPO / "configs" / config), "--output-dir", str(out), "--set", f"data.root={data}",
+                 "--set", "train.epochs=1", "--set", "eval.include=[recall, map@r]"])
+    assert code == 0
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert final["epoch"] == 1 and 0.0 < final["recall@1"] <= 1.0 and final["loss"] > 0

@@ -1,0 +1,152 @@
+"""Exact resumption: a run SIGKILLed after an epoch and resumed ends with exactly the metrics of an uninterrupted run.
+
+The runs go through the command line in subprocesses (``python -m dml.cli train ...``) so the kill is a real
+SIGKILL of a real process; ``DML_KILL_AFTER_EPOCH`` fires right after that epoch's checkpoint is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dml.train import ConfigError, load_config, train
+from dml.train.trainer import KILL_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "seed": 11,
+    "deterministic": False,
+    "device": "cpu",
+    "data": {"name": "synthetic", "kwargs": {"num_classes": 12, "images_per_class": 8, "modes_per_class": 2,
+                                             "image_size": 16, "seed": 3},
+             "sampler": {"variant": "filled", "p": 3, "k": 4}},
+    "model": {"backbone": "small_cnn", "embedding_dim": 16, "pooling": "gem", "backbone_kwargs": {"widths": [8, 16]}},
+    "loss": {"name": "triplet", "kwargs": {"margin": 0.2}},
+    "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0001, "milestones": [2], "gamma": 0.5},
+    "train": {"epochs": 3, "log_every": 1},
+    "eval": {"every": 1, "ks": [1, 2, 4]},
+}
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "root": str(tmp_path / "data")}}))
+    return path
+
+
+def _cli(config: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    if kill_after is not None:
+        env[KILL_ENV] = str(kill_after)
+    return subprocess.run([sys.executable, "-m", "dml.cli", "train", str(config), "--output-dir", str(out), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_killed_and_resumed_run_matches_uninterrupted_run(tiny: Path, tmp_path: Path) -> None:
+    kill_after = 1  # the resumed part crosses the lr milestone, so the scheduler state must have been restored
+    full = _cli(tiny, tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+
+    killed = _cli(tiny, tmp_path / "killed", kill_after=kill_after)
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+    partial = _metrics(tmp_path / "killed")
+    assert [e["epoch"] for e in partial["epochs"]] == list(range(1, kill_after + 1)) and partial["final"] is None
+    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == kill_after
+    assert not [p.name for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")]
+
+    resumed = _cli(tiny, tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {tmp_path / 'killed'} after epoch {kill_after}" in resumed.stdout
+
+    expected = _metrics(tmp_path / "full")
+    assert len(expected["epochs"]) == 3 and expected["final"]["epoch"] == 3
+    assert _metrics(tmp_path / "killed") == expected  # exact equality of every float
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    info = json.loads((tmp_path / "killed" / "run_info.json").read_text())
+    assert info["resumed_after_epoch"] == [kill_after] and info["seeds"]["seed"] == TINY["seed"]
+
+
+def test_outputs_are_complete_and_config_round_trips(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = load_config(tiny, [f"output_dir={out}", "train.epochs=2", "eval.every=2"])
+    final = train(config)
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "run_info.json", "metrics.json", "checkpoint.pt"}
+    assert load_config(out / "config.yaml") == config
+    metrics = _metrics(out)
+    assert "recall@1" not in metrics["epochs"][0] and "recall@1" in metrics["epochs"][1]
+    assert metrics["final"] == final and 0.0 <= final["recall@1"] <= 1.0
+    assert [e["lr"] for e in metrics["epochs"]] == [0.01, 0.01]  # milestone 2 changes the lr after epoch 2
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "history", "config"}
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert state["scheduler"]["last_epoch"] == 2 and state["history"] == metrics["epochs"]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["seeds"]["seed"] == TINY["seed"] and info["world_size"] == 1 and info["device"] == "cpu"
+
+
+def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tiny: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    train(load_config(tiny, [f"output_dir={out}", "train.epochs=1", "eval.include=[recall]"]))
+    before = (out / "checkpoint.pt").read_bytes()
+
+    real_save = torch.save
+
+    def crash_mid_write(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(OSError, match="disk full"):
+        train(load_config(tiny, [f"output_dir={out}", "train.epochs=2", "eval.include=[recall]"]), resume=True)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resume_errors_are_explicit(tiny: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="Cannot resume.*checkpoint.pt.*without --resume"):
+        train(load_config(tiny, [f"output_dir={tmp_path / 'empty'}"]), resume=True)
+    out = tmp_path / "run"
+    train(load_config(tiny, [f"output_dir={out}", "train.epochs=1", "eval.include=[recall]"]))
+    with pytest.raises(ValueError, match=r"optim.lr: 0.01 -> 0.02"):
+        train(load_config(tiny, [f"output_dir={out}", "optim.lr=0.02", "eval.include=[recall]"]), resume=True)
+
+
+def test_resuming_a_finished_run_changes_nothing(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = load_config(tiny, [f"output_dir={out}", "train.epochs=1", "eval.include=[recall]"])
+    final = train(config)
+    before = _metrics(out)
+    assert train(config, resume=True) == final
+    assert _metrics(out) == before
+
+
+def test_kill_variable_must_be_an_epoch_number(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KILL_ENV, "soon")
+    with pytest.raises(ValueError, match=f"{KILL_ENV} must be an epoch number"):
+        train(load_config(tiny, [f"output_dir={tmp_path / 'run'}", "train.epochs=1"]))
+
+
+def test_bad_config_is_rejected_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'triplet'"):
+        train(load_config(None, [f"output_dir={tmp_path}", "loss.name=triplett"]))
+    assert not any(tmp_path.iterdir())
