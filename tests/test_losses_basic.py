@@ -206,4 +206,4 @@ def test_register_adds_a_loss_and_refuses_duplicates() -> None:
     finally:
         from dml.losses import registry
 
-        registry._LOSSES.pop("test-only-mean-norm")
+        registry._LOSSES.unregister("test-only-mean-norm")

@@ -8,15 +8,14 @@ otherwise surface only after minutes of data generation, or never.
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 from typing import Any, Callable, TypeVar
 
 from torch.utils.data import Dataset
 
 from dml.data.base import Transform, check_split
+from dml.utils.registry import Registry, keyword_names
 
-_REGISTRY: dict[str, Callable[..., Dataset]] = {}
 _COMMON = ("split", "root", "transform")
 
 F = TypeVar("F", bound=Callable[..., Dataset])
@@ -29,23 +28,20 @@ class UnknownDatasetError(KeyError, ValueError):
         return str(self.args[0])
 
 
+_REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset", unknown_error=UnknownDatasetError)
+
+
 def register(name: str) -> Callable[[F], F]:
     """Class or function decorator adding a dataset factory under ``name``.
 
     The factory is called as ``factory(split=..., root=..., transform=..., **kw)``.
     """
-    def decorator(factory: F) -> F:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"Dataset name {name!r} is already registered to {_REGISTRY[name]!r}; "
-                             "choose a different name or remove the other registration.")
-        _REGISTRY[name] = factory
-        return factory
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def available() -> list[str]:
     """The registered dataset names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.available()
 
 
 def build(name: str, split: str = "train", root: str | os.PathLike | None = None,
@@ -64,29 +60,14 @@ def build(name: str, split: str = "train", root: str | os.PathLike | None = None
         ValueError: for an invalid split.
         TypeError: for a keyword the dataset does not accept; the message lists the accepted ones.
     """
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, available(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownDatasetError(f"Unknown dataset {name!r}.{hint} Available: {', '.join(available())}. "
-                                  "Real benchmarks register themselves when their module is imported.")
+    factory = _REGISTRY.get(name, extra_hint=" Real benchmarks register themselves when their module is imported.")
     check_split(split)
-    factory = _REGISTRY[name]
-    accepted = _accepted_keywords(factory)
+    accepted = keyword_names(factory, exclude=_COMMON)
     if accepted is not None:
         unknown = sorted(set(kw) - set(accepted))
         if unknown:
-            hints = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, accepted, n=1))]
-            hint = f" Closest: {', '.join(hints)}." if hints else ""
+            pairs = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, accepted, n=1))]
+            hints = f" Closest: {', '.join(pairs)}." if pairs else ""
             raise TypeError(f"Dataset {name!r} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}."
-                            f"{hint} Accepted: {', '.join(accepted) or '(none)'} (plus split, root, transform).")
+                            f"{hints} Accepted: {', '.join(accepted) or '(none)'} (plus split, root, transform).")
     return factory(split=split, root=root, transform=transform, **kw)
-
-
-def _accepted_keywords(factory: Callable[..., Any]) -> list[str] | None:
-    """Dataset-specific keyword names of ``factory``, or ``None`` if it takes ``**kwargs`` (cannot check)."""
-    params = inspect.signature(factory).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params
-            if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            and p.name not in _COMMON]

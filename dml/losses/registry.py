@@ -5,40 +5,35 @@ signature, so a typo in a config file fails at start-up with the valid names ins
 """
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
-_LOSSES: dict[str, type[nn.Module]] = {}
+from dml.utils.registry import Registry, did_you_mean, keyword_names
+
+_LOSSES: Registry[type[nn.Module]] = Registry("loss")
 L = TypeVar("L", bound=type[nn.Module])
 
 
 def register(name: str) -> Callable[[L], L]:
     """Class decorator: make ``build(name, **hyperparameters)`` construct this loss."""
-
-    def decorator(cls: L) -> L:
-        if name in _LOSSES and _LOSSES[name] is not cls:
-            raise ValueError(f"A loss named {name!r} is already registered ({_LOSSES[name].__qualname__}); "
-                             "pick another name.")
-        _LOSSES[name] = cls
-        return cls
-
-    return decorator
+    return _LOSSES.register(name)
 
 
 def available() -> list[str]:
     """Registered loss names."""
-    return sorted(_LOSSES)
+    return _LOSSES.available()
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
     """The hyperparameters of loss ``name`` with their defaults."""
-    cls = _get(name)
-    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    import inspect
+
+    cls = _LOSSES.get(name)
+    names = keyword_names(cls, keyword_only=True) or []
+    params = inspect.signature(cls.__init__).parameters
+    return {key: params[key].default for key in names}
 
 
 def build(name: str, **hyperparameters_: Any) -> nn.Module:
@@ -46,16 +41,6 @@ def build(name: str, **hyperparameters_: Any) -> nn.Module:
     valid = hyperparameters(name)
     for key in hyperparameters_:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"Unknown hyperparameter {key!r} for loss {name!r}.{hint} "
+            raise ValueError(f"Unknown hyperparameter {key!r} for loss {name!r}.{did_you_mean(key, valid)} "
                              f"Valid hyperparameters (with defaults): {valid}.")
-    return _LOSSES[name](**hyperparameters_)
-
-
-def _get(name: str) -> type[nn.Module]:
-    if name not in _LOSSES:
-        close = difflib.get_close_matches(str(name), _LOSSES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown loss {name!r}.{hint} Choose one of {available()}.")
-    return _LOSSES[name]
+    return _LOSSES.get(name)(**hyperparameters_)

@@ -1,32 +1,25 @@
 """The backbone registry: ``name -> factory(*, pretrained, **kwargs) -> nn.Module`` with ``out_channels``."""
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
+from dml.utils.registry import Registry, keyword_names
+
 BackboneFactory = Callable[..., nn.Module]
-_BACKBONES: dict[str, BackboneFactory] = {}
+_BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
     """Decorator adding ``factory`` under ``name``; the factory takes ``pretrained`` and keyword options."""
-
-    def decorator(factory: BackboneFactory) -> BackboneFactory:
-        if name in _BACKBONES:
-            raise ValueError(f"A backbone named {name!r} is already registered; pick another name.")
-        _BACKBONES[name] = factory
-        return factory
-
-    return decorator
+    return _BACKBONES.register(name)
 
 
 def available_backbones() -> list[str]:
     """Registered backbone names."""
-    return sorted(_BACKBONES)
+    return _BACKBONES.available()
 
 
 def build_backbone(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -35,12 +28,8 @@ def build_backbone(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.
     The module exposes ``out_channels`` (= C). ``pretrained=True`` loads ImageNet weights through torchvision's
     weights API (downloaded once into ``torch.hub.get_dir()/checkpoints``).
     """
-    if name not in _BACKBONES:
-        close = difflib.get_close_matches(str(name), _BACKBONES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown backbone {name!r}.{hint} Choose one of {available_backbones()}.")
-    factory = _BACKBONES[name]
-    accepted = [p for p in inspect.signature(factory).parameters if p != "pretrained"]
+    factory = _BACKBONES.get(name)
+    accepted = keyword_names(factory, exclude=("pretrained",)) or []
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(f"Backbone {name!r} got unknown option(s) {unknown}; it accepts {accepted or 'none'}.")
