@@ -1,11 +1,7 @@
 """Shared pytest configuration."""
 from __future__ import annotations
 
-import os
-
 import pytest
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -28,29 +28,35 @@ PAGE_TIMEOUT_S = 240
 PAGES = executable_pages()
 
 
-def compare(actual: Any, expected: Any, tolerance: dict[str, float], where: str) -> list[str]:
-    """Differences between ``actual`` and ``expected``: numbers within abs + rel·|expected|, the rest exactly."""
+def compare(actual: Any, expected: Any, baseline: dict[str, Any], where: str = "") -> list[str]:
+    """Differences between ``actual`` and ``expected``: numbers within abs + rel·|expected|, the rest exactly.
+
+    The tolerance of a number comes from the baseline file: ``tolerance``, overridden per top-level key by
+    ``per_key_tolerance``.
+    """
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
             return [f"{where}: expected a mapping, got {actual!r}"]
         problems = []
         for key in sorted(set(expected) | set(actual)):
+            path = f"{where}.{key}" if where else str(key)
             if key not in actual:
-                problems.append(f"{where}.{key}: missing from the page's results")
+                problems.append(f"{path}: missing from the page's results")
             elif key not in expected:
-                problems.append(f"{where}.{key}: not in the baseline (new number? run `make baselines`)")
+                problems.append(f"{path}: not in the baseline (new number? run `make baselines`)")
             else:
-                problems += compare(actual[key], expected[key], tolerance, f"{where}.{key}")
+                problems += compare(actual[key], expected[key], baseline, path)
         return problems
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: expected a list of {len(expected)}, got {actual!r}"]
-        return [p for i, (a, e) in enumerate(zip(actual, expected)) for p in compare(a, e, tolerance, f"{where}[{i}]")]
+        return [p for i, (a, e) in enumerate(zip(actual, expected)) for p in compare(a, e, baseline, f"{where}[{i}]")]
     if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
         return [] if actual == expected else [f"{where}: {actual!r} != baseline {expected!r}"]
     if isinstance(expected, (int, float)):
         if not isinstance(actual, (int, float)) or isinstance(actual, bool) or not math.isfinite(actual):
             return [f"{where}: expected a finite number, got {actual!r}"]
+        tolerance = tolerance_for(baseline, where.split(".")[0].split("[")[0])
         bound = tolerance["abs"] + tolerance["rel"] * abs(expected)
         if abs(actual - expected) > bound:
             return [f"{where}: {actual!r} differs from baseline {expected!r} by {abs(actual - expected):.3g} "
@@ -113,13 +119,5 @@ def test_page_smoke_profile(page: Path, request: pytest.FixtureRequest) -> None:
     assert baseline_path.is_file(), (f"no baseline {baseline_path.relative_to(REPO)}; create it on purpose with "
                                      "`make baselines` and commit it")
     baseline = json.loads(baseline_path.read_text())
-    problems = []
-    expected = baseline["numbers"]
-    for key in sorted(set(expected) | set(numbers)):
-        if key not in numbers:
-            problems.append(f"{key}: missing from the page's results")
-        elif key not in expected:
-            problems.append(f"{key}: not in the baseline (new number? run `make baselines`)")
-        else:
-            problems += compare(numbers[key], expected[key], tolerance_for(baseline, key), key)
+    problems = compare(numbers, baseline["numbers"], baseline)
     assert not problems, f"{page.relative_to(REPO)} drifted from its baseline:\n  " + "\n  ".join(problems)
