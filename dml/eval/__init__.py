@@ -1,0 +1,26 @@
+"""Evaluation: exact, memory-bounded retrieval metrics (Recall@k, MAP@R, R-precision), NMI, and embedding.
+
+* :func:`retrieval_metrics`: self-retrieval (CUB, Cars196, SOP).
+* :func:`query_gallery_metrics`: separate query and gallery sets (In-Shop).
+* :func:`knn`: the neighbour lists themselves. :func:`nmi`: k-means NMI. :func:`embed`: run a model over a dataset.
+
+Ranking convention: (−score, gallery index), the query excluded by index; see :mod:`dml.eval.ranking`.
+"""
+from dml.eval.clustering import kmeans_assign, nmi
+from dml.eval.embed import embed
+from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
+from dml.eval.neighbours import knn
+from dml.eval.retrieval import METRIC_NAMES, query_gallery_metrics, retrieval_metrics
+
+__all__ = [
+    "METRIC_NAMES",
+    "RankStatistics",
+    "embed",
+    "kmeans_assign",
+    "knn",
+    "nmi",
+    "query_gallery_metrics",
+    "rank_statistics",
+    "retrieval_metrics",
+    "topk_lex",
+]

@@ -1,0 +1,105 @@
+"""Argument checking and conversion shared by the evaluation functions."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from dml.utils import check_embeddings_and_labels
+
+METRICS = ("cosine", "euclidean")
+
+
+def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings") -> torch.Tensor:
+    """Validate ``(embeddings, labels)`` and return the embeddings as a float tensor on their own device.
+
+    NumPy arrays are wrapped without a copy; ``float64`` is kept, every other dtype becomes ``float32``.
+    """
+    if not hasattr(embeddings, "shape"):
+        embeddings = np.asarray(embeddings)
+    if not hasattr(labels, "shape") and not hasattr(labels, "__len__"):
+        raise ValueError(f"labels must be a 1-D sequence with one class id per row of {name}; "
+                         f"got {type(labels).__name__}.")
+    if not hasattr(labels, "shape"):
+        labels = np.asarray(labels)
+    check_embeddings_and_labels(embeddings, labels, name=name)
+    if embeddings.shape[0] == 0:
+        raise ValueError(f"{name} are empty (0 rows); there is nothing to evaluate.")
+    x = embeddings.detach() if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
+    if x.dtype != torch.float64:
+        x = x.to(torch.float32)
+    return x
+
+
+def as_label_array(labels: Any) -> np.ndarray:
+    """Labels as a 1-D NumPy array (copied to the host if they are a CUDA tensor)."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    return np.asarray(labels).reshape(-1)
+
+
+def encode_labels(*label_arrays: np.ndarray) -> list[np.ndarray]:
+    """Map arbitrary (possibly string) labels, jointly over all arrays, to integer codes 0..C-1."""
+    sizes = [len(a) for a in label_arrays]
+    _, codes = np.unique(np.concatenate(label_arrays), return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    return list(np.split(codes, np.cumsum(sizes)[:-1]))
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}. Valid metrics are {', '.join(map(repr, METRICS))}: "
+                         "'cosine' ranks by cosine similarity (embeddings are L2-normalised first), 'euclidean' by "
+                         "squared L2 distance on the raw embeddings.")
+    return metric
+
+
+def check_ks(ks: Iterable[int] | int) -> tuple[int, ...]:
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        ks = (int(ks),)
+    ks = tuple(ks)
+    if not ks:
+        raise ValueError("ks is empty; pass at least one k for Recall@k, e.g. ks=(1, 2, 4, 8).")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"Every k in ks must be an integer >= 1 (Recall@k looks at the k nearest "
+                             f"neighbours); got ks={ks!r}.")
+    return tuple(dict.fromkeys(int(k) for k in ks))
+
+
+def check_include(include: Iterable[str] | str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(include, str):
+        include = (include,)
+    include = tuple(include)
+    unknown = [name for name in include if name not in valid]
+    if unknown:
+        raise ValueError(f"Unknown metric name(s) in include: {', '.join(map(repr, unknown))}. "
+                         f"Valid names are {', '.join(map(repr, valid))} ('recall' gives recall@k for every k).")
+    return include
+
+
+def check_chunk_size(chunk_size: int | None) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None (automatic); got {chunk_size!r}.")
+    return int(chunk_size)
+
+
+def score_operands(query: torch.Tensor, gallery: torch.Tensor | None, metric: str
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Return ``(A, B, offsets)`` with ``A[i] @ B[j] - offsets[j]`` ranking the gallery for query ``i``.
+
+    ``gallery=None`` means self-retrieval; ``B`` is then ``A`` itself (one copy).
+
+    * cosine: both L2-normalised (a zero vector stays zero), no offsets; the score is the cosine similarity.
+    * euclidean: the raw vectors and ``offsets = ||g||²/2``; ``q·g - ||g||²/2 = (||q||² - ||q - g||²)/2``, so for
+      a fixed query the order is that of the squared L2 distance.
+    """
+    if metric == "cosine":
+        a = torch.nn.functional.normalize(query, dim=1)
+        b = a if gallery is None else torch.nn.functional.normalize(gallery, dim=1)
+        return a, b, None
+    b = query if gallery is None else gallery
+    return query, b, 0.5 * (b * b).sum(dim=1)

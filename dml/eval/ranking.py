@@ -1,0 +1,513 @@
+"""Exact, chunked nearest-neighbour statistics: everything the retrieval metrics need, without an N×N matrix.
+
+Ranking convention (used everywhere in :mod:`dml.eval`)
+--------------------------------------------------------
+For a query ``q`` the gallery is ranked **lexicographically by (−score, gallery index)**: higher score first, and
+among exactly tied scores the item with the lower gallery index first. This makes every metric deterministic, also
+for duplicated vectors or a constant embedding (where "the first neighbour" is otherwise whatever the k-NN library
+happens to return). In self-retrieval the query itself is excluded **by index** (its own score is set to ``−inf``),
+never by assuming that neighbour 0 is the query.
+
+What is computed
+----------------
+:func:`rank_statistics` reduces the score matrix, one block of it at a time, to two small per-query results:
+
+* ``first_rank[q]``: how many gallery items are ranked before q's first positive (capped at ``k_max``).
+  ``R@k`` is a hit iff ``first_rank < k``, for every ``k`` at once, so no top-1000 search is needed. With
+  ``best`` the highest positive score (lowest index among tied positives),
+  ``first_rank = #(S > best) + #(S == best and index < best_index)``.
+* ``top_relevance[q]``: whether each of the top ``r_max`` neighbours shares q's label (``r_max`` = the largest
+  number of positives of any query); MAP@R and R-precision need nothing else.
+
+Every score block is one ``torch`` matmul on whatever device the embeddings live on (CPU or CUDA; nothing in the
+loop copies data to the host), and its size is bounded by ``max_bytes`` (256 MiB by default). Two exact routes:
+
+**Rows** (query/gallery retrieval; self-retrieval with duplicated vectors): chunks of queries against the whole
+gallery. Each row is cut into blocks of ``block`` consecutive gallery items and the block maxima are ranked by
+(−max, block index); the top-``r`` items of the row provably lie in the first ``r`` blocks of that order (a block
+ranked before the block of a top-``r`` item contains an item ranked before it), so the exact top-``r`` is a top-k
+over the block maxima and one over ``r·block`` gathered candidates. The same blocks settle ``first_rank``: if every
+block reaching ``best`` was gathered, the candidates contain every item ranked before the first positive; if
+``k_max`` blocks exceed ``best``, the query misses at every ``k``; only the rows in between are counted over the
+full row.
+
+**Tiles** (self-retrieval, the default there): the score is symmetric, so the items are grouped by class into
+tiles and every pair of tiles is multiplied **once**, its score matrix serving the rows of both tiles: half the
+matmul work. The diagonal tiles hold every query's positives and come first; they fix each query's best positive,
+its exact top list within the tile and its count there. The off-diagonal tiles add only negatives: rows whose
+maximum in the tile reaches ``best`` add to ``first_rank`` (until it reaches ``k_max``), and rows whose maximum
+reaches their current ``R_q``-th best score merge the tile's top ``r_max`` into their top list. Each score is
+computed once, so every query ranks one fixed set of numbers and the result is exact.
+
+Floating point: ties are decided on the computed scores. Both routes agree exactly with a brute-force ranking
+whenever the arithmetic is exact, and otherwise up to rounding of near-equal scores. Duplicated vectors are the one
+practical case where scores are equal in exact arithmetic but might round differently in matmul calls of different
+shapes, so the automatic choice sends embeddings with duplicated rows (a constant or collapsed embedding, duplicate
+images) to the rows route, where each query's scores come from a single matmul call.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+#: Default memory budget, in bytes, for one chunk's or tile's score matrix and its temporaries.
+DEFAULT_MAX_BYTES = 256 * 2**20
+#: Gallery items per block in the two-level top-k.
+BLOCK = 64
+#: Blocks gathered per row at least (more when a query has more positives than this).
+COUNT_BLOCKS = 16
+#: Elements per step of the counting loop (bounds its scratch memory).
+_COUNT_ELEMENTS = 2**21
+#: Length of the exact top list kept per row from the diagonal tile (tiles route).
+_DIAGONAL_TOP = 16
+
+
+def topk_lex(values: torch.Tensor, k: int, index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact top-``k`` of every row of ``values`` in the order (−value, index), sorted in that order.
+
+    Args:
+        values: ``(m, n)`` scores.
+        k: How many to keep (clipped to ``n``).
+        index: Distinct ids used to break ties, ``(n,)`` shared by all rows or ``(m, n)``; default the column number.
+
+    Returns:
+        ``(top_values, top_index)``, both ``(m, min(k, n))``; ``top_index`` holds ids from ``index``.
+
+    ``torch.topk`` returns an arbitrary subset of the items tied at the cut, in arbitrary order; rows where a tie
+    crosses the cut (the ``k``-th and ``(k+1)``-th largest values are equal) are redone with a full stable sort, and
+    rows with ties inside the top ``k`` are re-sorted by index. Both are rare for real-valued embeddings; the result
+    is exact always.
+    """
+    top_v, top_i, _ = _topk_set(values, k, index)
+    if top_v.shape[1] > 1:
+        rows = (top_v[:, 1:] == top_v[:, :-1]).any(dim=1).nonzero().squeeze(1)
+        if rows.numel():
+            top_v[rows], top_i[rows] = _lexsort_rows(top_v[rows], top_i[rows])
+    return top_v, top_i
+
+
+def _topk_set(values: torch.Tensor, k: int, index: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The exact top-``k`` set under (−value, index), by descending value (ties in any order), and the
+    ``(k+1)``-th largest value of each row (``None`` when ``k >= n``)."""
+    m, n = values.shape
+    k = min(int(k), n)
+    if index is None:
+        index = torch.arange(n, device=values.device)
+    if k == n:
+        full_index = index if index.dim() == 2 else index.unsqueeze(0).expand(m, n)
+        v, i = _lexsort_rows(values, full_index)
+        return v, i, None
+    top_v, pos = values.topk(k + 1, dim=1, largest=True, sorted=True)
+    next_v = top_v[:, k]
+    top_v, pos = top_v[:, :k].contiguous(), pos[:, :k]
+    top_i = index.gather(1, pos) if index.dim() == 2 else index[pos]
+    rows = (top_v[:, k - 1] == next_v).nonzero().squeeze(1) if k > 0 else pos[:0, 0]
+    if rows.numel():
+        row_index = index[rows] if index.dim() == 2 else index.unsqueeze(0).expand(rows.numel(), n)
+        fix_v, fix_i = _lexsort_rows(values[rows], row_index)
+        top_v[rows] = fix_v[:, :k]
+        top_i[rows] = fix_i[:, :k]
+    return top_v, top_i, next_v
+
+
+def _lexsort_rows(values: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sort each row by (−value, index): stable sort by index, then stable sort by descending value."""
+    order = index.argsort(dim=1, stable=True)
+    values, index = values.gather(1, order), index.gather(1, order)
+    order = values.argsort(dim=1, descending=True, stable=True)
+    return values.gather(1, order), index.gather(1, order)
+
+
+@dataclass
+class RankStatistics:
+    """Per-query results of :func:`rank_statistics` (tensors on the embeddings' device).
+
+    Attributes:
+        num_positives: ``R_q``, the number of relevant gallery items (the query itself not counted).
+        first_rank: Gallery items ranked before the first positive, capped at ``k_max``; ``k_max`` where
+            ``num_positives == 0``. ``None`` unless requested.
+        top_relevance: ``(N_query, r_max)`` bool, whether the i-th neighbour is relevant (always ``False`` beyond
+            ``R_q``). ``None`` unless requested.
+    """
+
+    num_positives: torch.Tensor
+    first_rank: torch.Tensor | None
+    top_relevance: torch.Tensor | None
+
+
+def auto_chunk_size(num_gallery: int, bytes_per_row: int, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """Largest chunk of query rows whose score matrix and per-row temporaries fit in ``max_bytes`` (at least 1)."""
+    return max(1, int(max_bytes) // max(1, int(bytes_per_row)))
+
+
+def rank_statistics(
+    query: torch.Tensor,
+    gallery: torch.Tensor,
+    query_codes: torch.Tensor,
+    gallery_codes: torch.Tensor,
+    *,
+    exclude_self: bool,
+    k_max: int | None,
+    need_top_relevance: bool,
+    offsets: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    method: str = "auto",
+    block: int = BLOCK,
+    count_blocks: int = COUNT_BLOCKS,
+) -> RankStatistics:
+    """Exact per-query ranking statistics for the score ``query[i] @ gallery[j] - offsets[j]`` (higher = closer).
+
+    Args:
+        query: ``(Nq, D)`` float tensor.
+        gallery: ``(Ng, D)`` float tensor on the same device and of the same dtype. With ``exclude_self`` it must be
+            the query tensor itself (self-retrieval: query ``i`` is gallery item ``i``, removed from its own ranking).
+        query_codes, gallery_codes: ``int64`` class codes on the same device.
+        exclude_self: Self-retrieval.
+        k_max: Largest ``k`` of Recall@k; ``None`` skips ``first_rank``.
+        need_top_relevance: Compute ``top_relevance`` (MAP@R, R-precision).
+        offsets: Optional ``(Ng,)`` per-gallery-item offset (``||g||²/2`` turns the dot product into a squared-L2
+            ranking); in self-retrieval ``offsets[i] + offsets[j]`` is subtracted, which ranks the same.
+        chunk_size: Query rows per chunk (rows route); the tiles route uses square tiles with as many scores,
+            about ``sqrt(chunk_size * N)`` items a side. ``None`` derives it from ``max_bytes``.
+        max_bytes: Memory budget for one chunk's or tile's score matrix and its temporaries.
+        method: ``"auto"`` (tiles for self-retrieval when the largest class fits in a tile, else rows), ``"rows"``
+            or ``"tiles"``. Both are exact and give the same results.
+        block, count_blocks: Tuning knobs of the rows route (see the module docstring); exact for any value.
+    """
+    if method not in ("auto", "rows", "tiles"):
+        raise ValueError(f"method must be 'auto', 'rows' or 'tiles'; got {method!r}")
+    if exclude_self and (query.shape != gallery.shape or query.data_ptr() != gallery.data_ptr()):
+        raise ValueError("exclude_self=True needs the gallery to be the query tensor itself")
+    if method == "tiles" and not exclude_self:
+        raise ValueError("method='tiles' is for self-retrieval (exclude_self=True) only")
+    if exclude_self and method != "rows":
+        tile = _tile_size(query, query_codes, need_top_relevance, chunk_size, max_bytes)
+        if method == "auto" and tile is not None and _has_duplicate_rows(query):
+            tile = None  # keep each query's scores in one matmul, so duplicates tie exactly (see _tile_statistics)
+        if tile is not None or method == "tiles":
+            tile = tile or int(torch.bincount(query_codes).max().item())
+            return _tile_statistics(query, query_codes, offsets, k_max=k_max, need_top_relevance=need_top_relevance,
+                                    tile=tile, max_bytes=max_bytes)
+    return _row_statistics(query, gallery, query_codes, gallery_codes, offsets, exclude_self=exclude_self,
+                           k_max=k_max, need_top_relevance=need_top_relevance, chunk_size=chunk_size,
+                           max_bytes=max_bytes, block=block, count_blocks=count_blocks)
+
+
+def _row_statistics(
+    query: torch.Tensor,
+    gallery: torch.Tensor,
+    query_codes: torch.Tensor,
+    gallery_codes: torch.Tensor,
+    offsets: torch.Tensor | None,
+    *,
+    exclude_self: bool,
+    k_max: int | None,
+    need_top_relevance: bool,
+    chunk_size: int | None,
+    max_bytes: int,
+    block: int,
+    count_blocks: int,
+) -> RankStatistics:
+    """Rows route: chunks of query rows against the whole gallery, two-level top-k (see the module docstring)."""
+    device, dtype = query.device, query.dtype
+    num_query, num_gallery = query.shape[0], gallery.shape[0]
+    neg_inf = float("-inf")
+
+    # Positives of each query: the gallery items with its code, listed in ascending gallery index.
+    num_codes = int(torch.maximum(query_codes.max(), gallery_codes.max()).item()) + 1
+    counts = torch.bincount(gallery_codes, minlength=num_codes)
+    starts = counts.cumsum(0) - counts
+    by_code = gallery_codes.argsort(stable=True)
+    q_counts = counts[query_codes]
+    num_pos = q_counts - int(exclude_self)
+    max_listed = int(q_counts.max().item())
+    r_max = int(num_pos.max().item())
+
+    block = max(1, min(int(block), num_gallery))
+    full_blocks, tail = divmod(num_gallery, block)
+    num_blocks = full_blocks + (tail > 0)
+    kb = min(num_blocks, max(int(count_blocks), r_max if need_top_relevance else 0, 1))
+    width = kb * block  # candidate columns per row; ids >= num_gallery stand for the missing end of the last block
+    itemsize = torch.finfo(dtype).bits // 8
+    bytes_per_row = (num_gallery * itemsize + max_listed * (2 * 8 + itemsize + 2)
+                     + width * (3 * 8 + itemsize + 2) + num_blocks * (8 + itemsize))
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(num_gallery, bytes_per_row, max_bytes)
+    chunk_size = max(1, min(int(chunk_size), num_query))
+    piece_rows = max(1, int(max_bytes) // 8 // max(1, num_gallery * itemsize))
+
+    gallery_t = gallery.T
+    column = torch.arange(num_gallery, device=device)
+    in_block = torch.arange(block, device=device)
+    offsets_row = offsets.unsqueeze(0) if offsets is not None else None
+    first_rank = torch.empty(num_query, dtype=torch.int64, device=device) if k_max is not None else None
+    top_rel = torch.zeros(num_query, r_max, dtype=torch.bool, device=device) if need_top_relevance else None
+    listed_offsets = torch.arange(max_listed, device=device)
+    buffer = torch.empty(chunk_size, num_gallery, dtype=dtype, device=device)
+
+    for r0 in range(0, num_query, chunk_size):
+        r1 = min(r0 + chunk_size, num_query)
+        c = r1 - r0
+        scores = torch.mm(query[r0:r1], gallery_t, out=buffer[:c])
+        if offsets_row is not None:
+            scores.sub_(offsets_row)
+        if exclude_self:
+            rows = torch.arange(c, device=device)
+            scores[rows, rows + r0] = neg_inf
+        codes = query_codes[r0:r1]
+        npos = num_pos[r0:r1]
+        valid = npos > 0
+
+        # Two-level search: rank blocks by (-max, block index), gather the first kb blocks.
+        block_max = scores[:, :full_blocks * block].unflatten(1, (full_blocks, block)).amax(dim=2)
+        if tail:
+            block_max = torch.cat([block_max, scores[:, full_blocks * block:].amax(dim=1, keepdim=True)], dim=1)
+        _, top_blocks, next_block_max = _topk_set(block_max, kb)
+        cand_cols = (top_blocks.unsqueeze(2) * block + in_block).reshape(c, width)
+        cand = scores.gather(1, cand_cols.clamp_max(num_gallery - 1))
+        if tail:
+            cand.masked_fill_(cand_cols >= num_gallery, neg_inf)
+
+        if need_top_relevance and r_max > 0:
+            _, top_idx = topk_lex(cand, r_max, cand_cols)
+            rel = gallery_codes[top_idx.clamp_max(num_gallery - 1)] == codes.unsqueeze(1)
+            rel &= torch.arange(r_max, device=device).unsqueeze(0) < npos.unsqueeze(1)
+            top_rel[r0:r1] = rel
+
+        if k_max is not None:
+            # Best positive: highest score, lowest gallery index among tied positives.
+            listed = listed_offsets.unsqueeze(0) < q_counts[r0:r1].unsqueeze(1)
+            pos_idx = by_code[(starts[codes].unsqueeze(1) + listed_offsets).clamp_max(num_gallery - 1)]
+            pos_val = scores.gather(1, pos_idx).masked_fill_(~listed, neg_inf)
+            best = pos_val.amax(dim=1)
+            best_is = (pos_val == best.unsqueeze(1)) & listed
+            best_idx = torch.where(best_is, pos_idx, num_gallery).amin(dim=1)
+            best = torch.where(valid, best, torch.full_like(best, float("inf")))
+            b = best.unsqueeze(1)
+            ties_pos = best_is.sum(dim=1)  # positives scoring exactly `best` (never "before" the best one)
+
+            # Rows where every block reaching `best` was gathered ((kb+1)-th block max below it): count among the
+            # candidates. Rows with k_max blocks above `best` miss at every k. The rest: count over the full row.
+            easy = next_block_max < best if next_block_max is not None else torch.ones_like(valid)
+            rank = _count_before(cand, b, best_idx, ties_pos, cand_cols)
+            rank = torch.where(easy, rank, torch.full_like(rank, k_max))
+            hard = (~easy & valid).nonzero().squeeze(1)
+            if hard.numel():
+                hard = hard[(block_max[hard] > b[hard]).sum(dim=1) < k_max]
+            for piece in hard.split(piece_rows):
+                rank[piece] = _count_before(scores[piece], b[piece], best_idx[piece], ties_pos[piece], column)
+            first_rank[r0:r1] = torch.where(valid, rank.clamp_max(k_max), torch.full_like(rank, k_max))
+
+    return RankStatistics(num_positives=num_pos, first_rank=first_rank, top_relevance=top_rel)
+
+
+def _tile_size(x: torch.Tensor, codes: torch.Tensor, need_top_relevance: bool, chunk_size: int | None,
+               max_bytes: int) -> int | None:
+    """Tile size for the tiles route, or ``None`` if a class is larger than a tile or the state would not fit."""
+    itemsize = torch.finfo(x.dtype).bits // 8
+    # A tile holds as many scores as a rows-route chunk: chunk_size × N, or half the budget.
+    if chunk_size is not None:
+        tile = max(1, math.isqrt(int(chunk_size) * x.shape[0]))
+    else:
+        tile = max(1, math.isqrt(int(max_bytes) // (2 * itemsize)))
+    largest = int(torch.bincount(codes).max().item())
+    state_bytes = x.shape[0] * (largest - 1) * (8 + itemsize) if need_top_relevance else 0
+    if largest > tile or state_bytes > max_bytes:
+        return None
+    return tile
+
+
+def _has_duplicate_rows(x: torch.Tensor) -> bool:
+    """Whether two rows of ``x`` are bitwise equal (a random projection finds candidates, which are then checked)."""
+    if x.shape[0] < 2:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    direction = torch.randn(x.shape[1], generator=generator, dtype=torch.float64).to(x.device)
+    step = max(1, _COUNT_ELEMENTS // x.shape[1])  # float64 copies of a few rows at a time
+    keys, order = torch.cat([x[r:r + step].to(torch.float64) @ direction for r in range(0, x.shape[0], step)]).sort()
+    same_key = (keys[1:] == keys[:-1]).nonzero().squeeze(1)
+    if same_key.numel() == 0:
+        return False
+    return bool((x[order[same_key]] == x[order[same_key + 1]]).all(dim=1).any())
+
+
+def _tile_statistics(
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    offsets: torch.Tensor | None,
+    *,
+    k_max: int | None,
+    need_top_relevance: bool,
+    tile: int,
+    max_bytes: int,
+) -> RankStatistics:
+    """Tiles route for self-retrieval, score ``x[i] @ x[j] - offsets[i] - offsets[j]``.
+
+    Works in class-sorted order (position ``p`` holds item ``perm[p]``; original order inside a class); tiles are
+    runs of whole classes of at most ``tile`` items (a larger class gets a tile of its own). Ties are broken by the
+    *original* index, so the results equal the rows route's.
+
+    A query's scores come from several matmul calls of different shapes, and two calls may round the same
+    mathematical value differently (by an ulp). That only matters for exact ties between different items, which
+    real-valued embeddings have only when vectors are duplicated; ``method="auto"`` therefore sends embeddings with
+    duplicated rows (a constant or collapsed embedding, duplicate images) to the rows route, where each query's
+    scores come from one matmul call.
+    """
+    device, dtype = x.device, x.dtype
+    n = x.shape[0]
+    itemsize = torch.finfo(dtype).bits // 8
+    neg_inf = float("-inf")
+    counts = torch.bincount(codes)
+    perm = codes.argsort(stable=True)
+    sorted_codes = codes[perm]
+    sorted_counts = counts[sorted_codes]
+    num_pos = sorted_counts - 1
+    valid = num_pos > 0
+    r_max = int(num_pos.max().item())
+    class_start = (counts.cumsum(0) - counts)[sorted_codes]
+    tiles = _greedy_tiles(counts[counts > 0].tolist(), tile)
+    longest = max(e - s for s, e in tiles)
+    buffer = torch.empty(longest * longest, dtype=dtype, device=device)
+    pieces = max(1, int(max_bytes) // 8 // max(1, longest * itemsize))
+    half = offsets[perm] if offsets is not None else None
+
+    def tile_scores(p0: int, p1: int, x_i: torch.Tensor, u0: int, u1: int, x_j: torch.Tensor) -> torch.Tensor:
+        out = torch.mm(x_i, x_j.T, out=buffer[:(p1 - p0) * (u1 - u0)].view(p1 - p0, u1 - u0))
+        if half is not None:  # subtract offsets[i] + offsets[j] (a symmetric sum), a few rows at a time
+            for r in range(0, p1 - p0, pieces):
+                out[r:r + pieces] -= half[p0 + r:min(p0 + r + pieces, p1)].unsqueeze(1) + half[u0:u1].unsqueeze(0)
+        return out
+
+    want_count = k_max is not None
+    want_top = need_top_relevance and r_max > 0
+    best = torch.full((n,), float("inf"), dtype=dtype, device=device)
+    best_id = torch.full((n,), n, dtype=torch.int64, device=device)
+    count = torch.zeros(n, dtype=torch.int64, device=device)
+    if want_top:
+        top_v = torch.full((n, r_max), neg_inf, dtype=dtype, device=device)
+        top_i = (n + torch.arange(r_max, device=device)).repeat(n, 1)  # placeholders that rank last
+        pos_r = (num_pos - 1).clamp_min(0).unsqueeze(1)
+
+    # Phase 1, diagonal tiles: every positive of a tile's items lies inside the tile.
+    for p0, p1 in tiles:
+        ids = perm[p0:p1]
+        x_i = x[ids]
+        scores = tile_scores(p0, p1, x_i, p0, p1, x_i)
+        rows = torch.arange(p1 - p0, device=device)
+        scores[rows, rows] = neg_inf
+        # The tile's exact top list; it also gives the count of rows whose best positive is in it.
+        tv, ti = topk_lex(scores, max(r_max, _DIAGONAL_TOP), ids)
+        if want_top:
+            top_v[p0:p1, :min(r_max, tv.shape[1])] = tv[:, :r_max]
+            top_i[p0:p1, :min(r_max, ti.shape[1])] = ti[:, :r_max]
+        if want_count:
+            width = int(sorted_counts[p0:p1].max().item())
+            offs = torch.arange(width, device=device)
+            local = (class_start[p0:p1] - p0).unsqueeze(1) + offs
+            listed = (offs.unsqueeze(0) < sorted_counts[p0:p1].unsqueeze(1)) & (local != rows.unsqueeze(1))
+            local = local.clamp_max(p1 - p0 - 1)
+            pos_val = scores.gather(1, local).masked_fill_(~listed, neg_inf)
+            tile_best = pos_val.amax(dim=1)
+            best_is = (pos_val == tile_best.unsqueeze(1)) & listed
+            tile_best_id = torch.where(best_is, ids[local], n).amin(dim=1)
+            best_id[p0:p1] = tile_best_id
+            best[p0:p1] = torch.where(valid[p0:p1], tile_best, torch.full_like(tile_best, float("inf")))
+            found = ti == tile_best_id.unsqueeze(1)
+            in_top = found.any(dim=1)
+            count[p0:p1] = found.to(torch.int64).argmax(dim=1)  # position in the exact top list
+            rest = (~in_top & valid[p0:p1]).nonzero().squeeze(1)
+            for piece in rest.split(pieces):
+                q = piece + p0
+                count[q] = _count_before(scores[piece], best[q].unsqueeze(1), best_id[q], best_is[piece].sum(dim=1),
+                                         ids)
+
+    # Phase 2: each off-diagonal pair once; its scores serve the rows of tile i and (transposed) those of tile j.
+    no_ties = torch.zeros(1, dtype=torch.int64, device=device)
+    for t, (p0, p1) in enumerate(tiles):
+        ids_i = perm[p0:p1]
+        x_i = x[ids_i]
+        for u0, u1 in tiles[t + 1:]:
+            ids_j = perm[u0:u1]
+            scores = tile_scores(p0, p1, x_i, u0, u1, x[ids_j])
+            for side, (s0, s1, other_ids) in enumerate(((p0, p1, ids_j), (u0, u1, ids_i))):
+                peak = scores.amax(dim=1 - side)
+                if want_count:
+                    need = valid[s0:s1] & (count[s0:s1] < k_max) & (peak >= best[s0:s1])
+                    for piece in need.nonzero().squeeze(1).split(pieces):
+                        q = piece + s0
+                        sub = scores[piece] if side == 0 else scores[:, piece].T
+                        count[q] += _count_before(sub, best[q].unsqueeze(1), best_id[q], no_ties, other_ids)
+                if want_top:
+                    theta = top_v[s0:s1].gather(1, pos_r[s0:s1]).squeeze(1)
+                    need = valid[s0:s1] & (peak >= theta)
+                    for piece in need.nonzero().squeeze(1).split(pieces):
+                        q = piece + s0
+                        sub = scores[piece] if side == 0 else scores[:, piece].T
+                        nv, ni = topk_lex(sub, r_max, other_ids)
+                        top_v[q], top_i[q] = topk_lex(torch.cat([top_v[q], nv], dim=1), r_max,
+                                                      torch.cat([top_i[q], ni], dim=1))
+
+    # Back to the original order.
+    num_pos_out = torch.empty_like(num_pos)
+    num_pos_out[perm] = num_pos
+    first_rank = None
+    if want_count:
+        first_rank = torch.empty(n, dtype=torch.int64, device=device)
+        first_rank[perm] = torch.where(valid, count.clamp_max(k_max), torch.full_like(count, k_max))
+    top_rel = None
+    if need_top_relevance:
+        top_rel = torch.zeros(n, r_max, dtype=torch.bool, device=device)
+        if want_top:
+            rel = codes[top_i.clamp_max(n - 1)] == sorted_codes.unsqueeze(1)
+            rel &= torch.arange(r_max, device=device).unsqueeze(0) < num_pos.unsqueeze(1)
+            top_rel[perm] = rel
+    return RankStatistics(num_positives=num_pos_out, first_rank=first_rank, top_relevance=top_rel)
+
+
+def _greedy_tiles(class_sizes: list[int], tile: int) -> list[tuple[int, int]]:
+    """Consecutive runs of whole classes, each at most ``tile`` items unless one class alone is larger."""
+    tiles: list[tuple[int, int]] = []
+    start = end = 0
+    for size in class_sizes:
+        if end > start and end - start + size > tile:
+            tiles.append((start, end))
+            start = end
+        end += size
+    if end > start:
+        tiles.append((start, end))
+    return tiles
+
+
+def _count_before(values: torch.Tensor, best: torch.Tensor, best_idx: torch.Tensor, ties_pos: torch.Tensor,
+                  ids: torch.Tensor) -> torch.Tensor:
+    """Per row ``#(values > best) + #(values == best and id < best_idx)``: the items ranked before the best positive.
+
+    ``best`` is ``(m, 1)``; ``ids`` the gallery index of each column, ``(n,)`` or ``(m, n)``; ``ties_pos`` the
+    number of positives among the columns scoring exactly ``best``. Negatives tied with ``best`` are rare, so the
+    ``>=`` and ``>`` counts flag the rows that have them and only those rows pay for the index comparison.
+
+    The comparisons are written into a small float buffer and summed a few rows at a time: summing a bool tensor
+    would first materialise an integer copy of it (4-8 times its size), and float sums are the fastest reduction.
+    Counts up to 2**24 are exact in float32.
+    """
+    m, n = values.shape
+    step = max(1, _COUNT_ELEMENTS // max(n, 1))
+    scratch = values.new_empty(min(step, m), n)
+    greater = values.new_empty(m)
+    tied = values.new_empty(m)
+    for r in range(0, m, step):
+        part, b, out = values[r:r + step], best[r:r + step], scratch[:min(step, m - r)]
+        torch.sum(torch.gt(part, b, out=out), dim=1, out=greater[r:r + step])
+        torch.sum(torch.ge(part, b, out=out), dim=1, out=tied[r:r + step])
+    count = greater.to(torch.int64)
+    tied = tied.to(torch.int64) - count
+    fix = (tied > ties_pos).nonzero().squeeze(1)
+    if fix.numel():
+        row_ids = ids[fix] if ids.dim() == 2 else ids.unsqueeze(0)
+        earlier = (values[fix] == best[fix]) & (row_ids < best_idx[fix].unsqueeze(1))
+        count[fix] += earlier.sum(dim=1)
+    return count
