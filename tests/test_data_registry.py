@@ -60,7 +60,7 @@ def test_register_and_build_a_custom_dataset():
             build("test-tiny", size=3)
     finally:
         from dml.data import registry
-        registry._REGISTRY.pop("test-tiny")
+        registry._REGISTRY.unregister("test-tiny")
 
 
 @pytest.mark.parametrize("name, kw", [("synthetic", SMALL), ("digits", {"image_size": 12})])
