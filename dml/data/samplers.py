@@ -2,8 +2,9 @@
 
 A random batch from a dataset with hundreds of classes rarely holds two images of one class, so most anchors have
 no positive. :class:`PKSampler` builds every batch from exactly ``p`` distinct classes with ``k`` images each,
-laid out class by class: ``[c1 × k, c2 × k, …]``. Two variants follow the reference code
-(``/work/shared/references/papers.md`` §2.5, §3.2):
+laid out class by class: ``[c1 × k, c2 × k, …]``. Two variants follow the code released with
+Xuan et al., "Hard negative examples are hard, but useful" (ECCV 2020) and "Improved embeddings with easy positive
+triplet mining" (WACV 2020), GitHub littleredxh/HardNegative and littleredxh/EasyPositiveHardNegative, ``_code/``:
 
 ``"filled"`` (``BalanceSampler_filled``; CUB-200, Cars196: few classes, many images each)
     Every class is brought to a common length ``len_max`` (default: the largest class size rounded up to a multiple
