@@ -16,7 +16,6 @@ after epoch ``N``'s checkpoint is written: the fault injection the resume test u
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -40,6 +39,7 @@ import dml.models
 from dml.train import distributed
 from dml.train.config import Config, ConfigError, OptimConfig, dump, from_dict, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
+from dml.utils.registry import did_you_mean
 
 KILL_ENV = "DML_KILL_AFTER_EPOCH"
 # Keys that may change between a run and its resumption: they do not change what is trained (the device may change
@@ -104,9 +104,8 @@ def preflight(config: Config) -> None:
     ]
     for key, value, choices in checks:
         if value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"Config key {key!r}: unknown value {value!r}.{hint} Choose one of {choices}.")
+            raise ConfigError(f"Config key {key!r}: unknown value {value!r}.{did_you_mean(value, choices)} "
+                              f"Choose one of {choices}.")
     valid = dml.losses.hyperparameters(config.loss.name)
     unknown = sorted(set(config.loss.kwargs) - set(valid))
     if unknown:
