@@ -6,7 +6,8 @@
 Add a loss by subclassing :class:`MetricLoss`, implementing ``compute`` and decorating the class with
 ``@register("name")``; its keyword-only ``__init__`` arguments become its hyperparameters.
 """
-from dml.losses.base import MetricLoss, cosine_similarity_matrix, pair_masks, zero_loss
+from dml.losses.base import (MetricLoss, PairLoss, cosine_similarity_matrix, euclidean_from_similarity, pair_masks,
+                             zero_loss)
 from dml.losses.contrastive import ContrastiveLoss
 from dml.losses.registry import available, build, hyperparameters, register
 from dml.losses.triplet import TripletLoss
@@ -14,10 +15,12 @@ from dml.losses.triplet import TripletLoss
 __all__ = [
     "ContrastiveLoss",
     "MetricLoss",
+    "PairLoss",
     "TripletLoss",
     "available",
     "build",
     "cosine_similarity_matrix",
+    "euclidean_from_similarity",
     "hyperparameters",
     "pair_masks",
     "register",

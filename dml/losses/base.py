@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, pair_masks
 from dml.utils import check_embeddings_and_labels
+
+__all__ = ["MetricLoss", "PairLoss", "cosine_similarity_matrix", "euclidean_from_similarity", "mean_of_positive",
+           "mean_or_zero", "pair_masks", "zero_loss"]
 
 
 class MetricLoss(nn.Module):
@@ -35,22 +38,33 @@ class MetricLoss(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement compute(embeddings, labels).")
 
 
+class PairLoss(MetricLoss):
+    """Base class of the pair-based losses: a function of the cosine-similarity matrix only.
+
+    ``compute`` L2-normalises the embeddings, forms ``S = f f^T`` and calls :meth:`from_similarity`. Because the
+    loss sees the embeddings *only* through ``S``, its gradient factors as (Xuan & Pless 2022, arXiv:2201.11307)
+
+    .. math::  \\frac{\\partial L}{\\partial x_i} = \\frac{1}{\\lVert x_i\\rVert}(I - f_i f_i^\\top)
+               \\sum_j \\Big(\\frac{\\partial L}{\\partial S_{ij}} + \\frac{\\partial L}{\\partial S_{ji}}\\Big) f_j ,
+
+    which :func:`dml.gradients.decompose` exposes: the per-pair weights ``dL/dS`` are everything that distinguishes
+    one pair-based loss from another. Euclidean losses use :func:`euclidean_from_similarity`
+    (``D = sqrt(2 - 2S)`` on the unit sphere), so they too are functions of ``S``.
+
+    Subclasses implement ``from_similarity(sim, labels)``. Row ``i`` of ``sim`` holds anchor ``i``; the diagonal
+    (self-similarity, 1) is never a valid pair and must be masked with :func:`pair_masks`.
+    """
+
+    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        return self.from_similarity(cosine_similarity_matrix(embeddings), labels)
+
+    def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement from_similarity(sim (N, N), labels (N,)).")
+
+
 def zero_loss(embeddings: Tensor) -> Tensor:
     """A scalar 0 with a gradient path to ``embeddings`` (all-zero gradients)."""
     return embeddings.sum() * 0.0
-
-
-def cosine_similarity_matrix(embeddings: Tensor) -> Tensor:
-    """``S[i, j] = <f_i, f_j> / (||f_i|| ||f_j||)``."""
-    unit = F.normalize(embeddings, p=2, dim=1)
-    return unit @ unit.t()
-
-
-def pair_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Boolean (N, N) masks of positive pairs (same label, ``i != j``) and negative pairs (different label)."""
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same
 
 
 def mean_of_positive(losses: Tensor, embeddings: Tensor) -> Tensor:
