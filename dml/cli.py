@@ -1,8 +1,11 @@
 """The ``dml`` command line.
 
 ``dml train CONFIG [--set key=value ...] [--resume] [--output-dir DIR]`` trains from a YAML config (examples in
-``configs/``); ``dml data list`` prints the registered datasets. Bad usage (unknown option, unknown config key,
-wrong type) exits with status 2 and a one-line explanation; a failure during the run exits with status 1.
+``configs/``); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
+benchmark (or prints the manual steps) and ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk.
+Bad usage (unknown option, unknown config key, wrong type, unknown dataset) exits with status 2 and a one-line
+explanation; a failure during the run exits with status 1 (for ``data check``: a missing, incomplete or corrupt
+dataset); ``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
 Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dml import __version__
 
 USAGE_ERROR = 2
 RUN_ERROR = 1
+MANUAL_DOWNLOAD = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +40,23 @@ def _parser() -> argparse.ArgumentParser:
     data.set_defaults(data_parser=data)
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_commands.add_parser("list", help="print the registered dataset names")
+    download = data_commands.add_parser(
+        "download", help="download, verify and unpack a benchmark (or print how to get it)",
+        description="Download, verify (checksum) and atomically unpack a benchmark into its folder. Datasets "
+                    "without a stable public URL (cars196, sop, inshop, hotels50k) get printed manual steps and "
+                    f"exit status {MANUAL_DOWNLOAD}; an already complete folder exits 0 without downloading.")
+    download.add_argument("name", metavar="NAME", help="cub200, cars196, sop, inshop or hotels50k")
+    download.add_argument("--root", metavar="DIR", help="dataset folder (default: the data folder's NAME/)")
+    download.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    download.add_argument("--keep-archive", action="store_true",
+                          help="keep the verified archive next to the dataset folder")
+    check = data_commands.add_parser(
+        "check", help="verify a benchmark's layout, image counts and files",
+        description="Verify a benchmark on disk: layout, image count per split, missing files, and with "
+                    "--decode corrupt files. Exits 0 when everything is in order, 1 otherwise.")
+    check.add_argument("name", metavar="NAME", help="cub200, cars196, sop, inshop or hotels50k")
+    check.add_argument("--root", metavar="DIR", help="dataset folder (default: the data folder's NAME/)")
+    check.add_argument("--decode", action="store_true", help="decode every image to find corrupt files (slow)")
     return parser
 
 
@@ -54,11 +75,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _data(args: argparse.Namespace) -> int:
     import dml.data
 
-    if args.data_command != "list":
+    if args.data_command == "list":
+        for name in dml.data.available():
+            print(name)
+        return 0
+    if args.data_command not in ("download", "check"):
         args.data_parser.print_help(sys.stderr)
         return USAGE_ERROR
-    for name in dml.data.available():
-        print(name)
+    try:
+        dml.data.dataset_info(args.name)
+    except dml.data.UnknownDatasetError as err:
+        print(f"dml data {args.data_command}: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    if args.data_command == "check":
+        try:
+            report = dml.data.check(args.name, args.root, decode=args.decode, progress=True)
+        except (FileNotFoundError, NotADirectoryError) as err:  # e.g. $DML_DATA names a missing folder
+            print(f"dml data check: error: {err}", file=sys.stderr)
+            return RUN_ERROR
+        print(report.format())
+        return 0 if report.ok else RUN_ERROR
+    return _download(args)
+
+
+def _download(args: argparse.Namespace) -> int:
+    from dml.data import DownloadError, ManualDownloadRequired, UnsafeArchiveError, download
+
+    try:
+        result = download(args.name, args.root, progress=args.progress, keep_archive=args.keep_archive)
+    except ManualDownloadRequired as err:
+        print(err)
+        return MANUAL_DOWNLOAD
+    except (DownloadError, UnsafeArchiveError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"dml data download: error: {err}", file=sys.stderr)
+        return RUN_ERROR
+    except KeyboardInterrupt:
+        print("dml data download: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    verb = "is already complete" if result.status == "present" else "was downloaded and verified"
+    print(f"{args.name} {verb} in {result.path}. Check it with `dml data check {args.name} --root {result.path}`.")
     return 0
 
 

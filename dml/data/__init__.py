@@ -4,30 +4,63 @@
 ``(float32 C×H×W image in [0, 1], int label)`` and exposes ``labels`` (original class ids) and ``num_classes``;
 the built-in ``synthetic`` and ``digits`` sets also expose ``images`` (``uint8`` N×H×W×3). Train and test splits
 hold disjoint classes (zero-shot retrieval).
+
+The real benchmarks (``cub200``, ``cars196``, ``sop``, ``inshop``, ``hotels50k``) read the official files from
+``data_root()/<name>`` and expose ``paths``; a missing folder raises :class:`DatasetNotFoundError` with the layout and
+the way to get the data. :func:`download` fetches what has a stable URL, :func:`check` verifies a folder.
 """
 from dml.data.base import SPLITS, DMLDataset, InMemoryDataset, check_split
+from dml.data.cars import Cars196
+from dml.data.catalog import CATALOG, DatasetInfo, dataset_info
+from dml.data.checker import CheckReport, check
+from dml.data.cub import CUB200
 from dml.data.digits import DigitsDataset
+from dml.data.downloader import ChecksumError, DownloadError, ManualDownloadRequired, download
+from dml.data.extract import UnsafeArchiveError, safe_extract
+from dml.data.files import DatasetNotFoundError, ImageFileDataset, dataset_dir
+from dml.data.hotels import Hotels50K
 from dml.data.images import CorruptImageError, find_corrupt_images, load_image
+from dml.data.inshop import InShop
 from dml.data.registry import UnknownDatasetError, available, build, register
 from dml.data.root import data_root
 from dml.data.samplers import PKSampler
+from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
 
 __all__ = [
+    "CATALOG",
+    "CUB200",
     "SPLITS",
+    "Cars196",
+    "CheckReport",
+    "ChecksumError",
     "CorruptImageError",
     "DMLDataset",
+    "DatasetInfo",
+    "DatasetNotFoundError",
     "DigitsDataset",
+    "DownloadError",
+    "Hotels50K",
+    "ImageFileDataset",
     "InMemoryDataset",
+    "InShop",
+    "ManualDownloadRequired",
     "PKSampler",
+    "StanfordOnlineProducts",
     "SyntheticDataset",
     "SyntheticSpec",
     "UnknownDatasetError",
+    "UnsafeArchiveError",
     "available",
     "build",
+    "check",
     "check_split",
     "data_root",
+    "dataset_dir",
+    "dataset_info",
+    "download",
     "find_corrupt_images",
     "load_image",
     "register",
+    "safe_extract",
 ]

@@ -2,12 +2,14 @@
 
 * :func:`retrieval_metrics`: self-retrieval (CUB, Cars196, SOP).
 * :func:`query_gallery_metrics`: separate query and gallery sets (In-Shop).
+* :func:`hotel_retrieval_metrics`: Hotels-50K instance and chain top-K (:mod:`dml.eval.hotels`).
 * :func:`knn`: the neighbour lists themselves. :func:`nmi`: k-means NMI. :func:`embed`: run a model over a dataset.
 
 Ranking convention: (−score, gallery index), the query excluded by index; see :mod:`dml.eval.ranking`.
 """
 from dml.eval.clustering import kmeans_assign, nmi
 from dml.eval.embed import embed
+from dml.eval.hotels import evaluate_result_csv, hotel_metrics_from_ids, hotel_retrieval_metrics, hotel_topk_accuracy
 from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
 from dml.eval.neighbours import knn
 from dml.eval.retrieval import METRIC_NAMES, query_gallery_metrics, retrieval_metrics
@@ -16,6 +18,10 @@ __all__ = [
     "METRIC_NAMES",
     "RankStatistics",
     "embed",
+    "evaluate_result_csv",
+    "hotel_metrics_from_ids",
+    "hotel_retrieval_metrics",
+    "hotel_topk_accuracy",
     "kmeans_assign",
     "knn",
     "nmi",
