@@ -17,23 +17,33 @@ Positive pairs are pulled towards similarity ``pos_margin`` (1 = identical direc
 pytorch-metric-learning's ``AvgNonZeroReducer``) each mean runs over the pairs whose loss is > 0, so easy pairs do
 not dilute the gradient as training progresses; with ``reduction="all"`` over every valid pair. A term with no
 pair contributes 0.
+
+By default :math:`\\mathcal{P}` and :math:`\\mathcal{N}` are all positive and negative pairs of the batch. With
+``miner=`` they are the mined pairs: a pair miner's ``Pairs`` directly, a triplet miner's ``Triplets`` as the
+pairs ``(a, p)`` and ``(a, n)`` of every triplet, repeats kept (as PML's ``convert_to_pairs`` does), so a pair that
+appears in several triplets weighs more.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
 
-from dml.losses.base import MetricLoss, cosine_similarity_matrix, mean_of_positive, mean_or_zero, pair_masks
+from dml.losses.base import PairLoss, mean_of_positive, mean_or_zero, pair_masks
 from dml.losses.registry import register
+from dml.mining import Miner, Pairs, resolve
 
 _REDUCTIONS = ("nonzero", "all")
 
 
 @register("contrastive")
-class ContrastiveLoss(MetricLoss):
+class ContrastiveLoss(PairLoss):
     """Contrastive loss on cosine similarity (Hadsell et al. 2006); see the module docstring for the equations."""
 
-    def __init__(self, *, pos_margin: float = 1.0, neg_margin: float = 0.5, reduction: str = "nonzero") -> None:
+    def __init__(self, *, pos_margin: float = 1.0, neg_margin: float = 0.5, reduction: str = "nonzero",
+                 miner: str | Mapping[str, Any] | Miner | None = None) -> None:
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"Unknown reduction {reduction!r} for the contrastive loss; "
@@ -44,14 +54,25 @@ class ContrastiveLoss(MetricLoss):
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
         self.reduction = reduction
+        self.miner = resolve(miner)
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        sim = cosine_similarity_matrix(embeddings)
-        pos, neg = pair_masks(labels)
-        pos_losses = F.relu(self.pos_margin - sim[pos])
-        neg_losses = F.relu(sim[neg] - self.neg_margin)
+        if self.miner is not None:
+            self.miner.observe(embeddings)
+        return super().compute(embeddings, labels)
+
+    def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
+        if self.miner is None:
+            pos, neg = pair_masks(labels)
+            s_pos, s_neg = sim[pos], sim[neg]
+        else:
+            mined = self.miner.mine(sim, labels)
+            if isinstance(mined, Pairs):
+                s_pos, s_neg = sim[mined.anchor_pos, mined.positive], sim[mined.anchor_neg, mined.negative]
+            else:
+                s_pos, s_neg = sim[mined.anchor, mined.positive], sim[mined.anchor, mined.negative]
         reduce = mean_of_positive if self.reduction == "nonzero" else mean_or_zero
-        return reduce(pos_losses, embeddings) + reduce(neg_losses, embeddings)
+        return reduce(F.relu(self.pos_margin - s_pos), sim) + reduce(F.relu(s_neg - self.neg_margin), sim)
 
     def extra_repr(self) -> str:
         return f"pos_margin={self.pos_margin}, neg_margin={self.neg_margin}, reduction={self.reduction!r}"

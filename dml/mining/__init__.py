@@ -2,8 +2,16 @@
 
 >>> miner = build("semihard", margin=0.1)
 >>> triplets = miner(embeddings, labels)   # Triplets(anchor, positive, negative)
+
+Registered miners: ``semihard`` (FaceNet), ``hardest_negative`` (batch hard), ``easy_positive`` (EPHN / EPSHN) and
+``distance_weighted`` (Wu et al. 2017). Losses accept any of them through ``miner=`` (see :func:`resolve`).
 """
 from dml.mining.base import Miner, Pairs, Triplets
-from dml.mining.registry import available, build, register
+from dml.mining.distance_weighted import DistanceWeightedMiner
+from dml.mining.easy_positive import EasyPositiveMiner
+from dml.mining.hardest_negative import HardestNegativeMiner
+from dml.mining.registry import available, build, register, resolve
+from dml.mining.semihard import SemiHardMiner
 
-__all__ = ["Miner", "Pairs", "Triplets", "available", "build", "register"]
+__all__ = ["DistanceWeightedMiner", "EasyPositiveMiner", "HardestNegativeMiner", "Miner", "Pairs", "SemiHardMiner",
+           "Triplets", "available", "build", "register", "resolve"]

@@ -38,10 +38,18 @@ class Miner(torch.nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Any) -> Triplets | Pairs:
         labels = torch.as_tensor(labels, device=embeddings.device).long()
+        self.observe(embeddings)
         with torch.no_grad():
             sim = cosine_similarity_matrix(embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16)
                                            else embeddings)
         return self.mine(sim, labels)
+
+    def observe(self, embeddings: Tensor) -> None:
+        """Hook called with the batch's embeddings before :meth:`mine`, by ``forward`` and by losses that own a miner.
+
+        A rule that needs more than ``S`` records it here (distance-weighted sampling needs the embedding
+        dimension); the default does nothing.
+        """
 
     def mine(self, sim: Tensor, labels: Tensor) -> Triplets | Pairs:
         """Select tuples from the (N, N) cosine-similarity matrix ``sim`` (treated as detached)."""

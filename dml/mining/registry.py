@@ -1,7 +1,7 @@
 """The miner registry: ``build(name, **hyperparameters)`` like :func:`dml.losses.build`."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from dml.mining.base import Miner
@@ -30,3 +30,20 @@ def build(name: str, **hyperparameters: Any) -> Miner:
             raise ValueError(f"Unknown hyperparameter {key!r} for miner {name!r}.{did_you_mean(key, valid)} "
                              f"Valid hyperparameters: {valid}.")
     return cls(**hyperparameters)
+
+
+def resolve(miner: str | Mapping[str, Any] | Miner | None) -> Miner | None:
+    """A loss's ``miner=`` argument as a :class:`Miner`: ``None``, an instance, a registered name, or a mapping
+    ``{"name": ..., **hyperparameters}`` (the form a YAML config gives)."""
+    if miner is None or isinstance(miner, Miner):
+        return miner
+    if isinstance(miner, str):
+        return build(miner)
+    if isinstance(miner, Mapping):
+        if "name" not in miner:
+            raise ValueError(f"A miner given as a mapping needs a 'name' key (one of {available()}); got keys "
+                             f"{sorted(miner)}.")
+        options = {key: value for key, value in miner.items() if key != "name"}
+        return build(miner["name"], **options)
+    raise TypeError(f"miner must be None, a registered miner name ({available()}), a mapping with a 'name' key, "
+                    f"or a dml.mining.Miner instance; got {type(miner).__name__}.")
