@@ -9,19 +9,40 @@ Add a loss by subclassing :class:`MetricLoss`, implementing ``compute`` and deco
 from dml.losses.base import (MetricLoss, PairLoss, cosine_similarity_matrix, euclidean_from_similarity, pair_masks,
                              zero_loss)
 from dml.losses.contrastive import ContrastiveLoss
-from dml.losses.registry import available, build, hyperparameters, register
+from dml.losses.ephn import EPHNLoss
+from dml.losses.lifted import LiftedStructureLoss
+from dml.losses.margin import MarginLoss
+from dml.losses.multi_similarity import MultiSimilarityLoss
+from dml.losses.nca import NCALoss
+from dml.losses.normalized_softmax import NormalizedSoftmaxLoss
+from dml.losses.npair import NPairLoss
+from dml.losses.proxy import ProxyAnchorLoss, ProxyLoss, ProxyNCALoss
+from dml.losses.registry import available, build, hyperparameters, loss_class, register
+from dml.losses.sct import SCTLoss
 from dml.losses.triplet import TripletLoss
 
 __all__ = [
     "ContrastiveLoss",
+    "EPHNLoss",
+    "LiftedStructureLoss",
+    "MarginLoss",
     "MetricLoss",
+    "MultiSimilarityLoss",
+    "NCALoss",
+    "NPairLoss",
+    "NormalizedSoftmaxLoss",
     "PairLoss",
+    "ProxyAnchorLoss",
+    "ProxyLoss",
+    "ProxyNCALoss",
+    "SCTLoss",
     "TripletLoss",
     "available",
     "build",
     "cosine_similarity_matrix",
     "euclidean_from_similarity",
     "hyperparameters",
+    "loss_class",
     "pair_masks",
     "register",
     "zero_loss",

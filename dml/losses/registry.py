@@ -21,9 +21,15 @@ def register(name: str) -> Callable[[L], L]:
     return _LOSSES.register(name)
 
 
-def available() -> list[str]:
-    """Registered loss names."""
-    return _LOSSES.available()
+def available(*, kind: type[nn.Module] | None = None) -> list[str]:
+    """Registered loss names; with ``kind`` (e.g. :class:`dml.losses.PairLoss`) only the subclasses of ``kind``."""
+    names = _LOSSES.available()
+    return names if kind is None else [name for name in names if issubclass(_LOSSES.get(name), kind)]
+
+
+def loss_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name``."""
+    return _LOSSES.get(name)
 
 
 def hyperparameters(name: str) -> dict[str, Any]:
