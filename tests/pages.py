@@ -62,7 +62,8 @@ def sync_twins() -> list[Path]:
         if page.suffix != ".md":
             continue
         notebook = jupytext.read(page)
-        for cell in notebook.cells:
+        for index, cell in enumerate(notebook.cells):
+            cell.id = f"cell-{index}"  # stable ids: re-syncing an unchanged page leaves its twin byte-identical
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
         twin = page.with_suffix(".ipynb")

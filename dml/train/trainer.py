@@ -23,6 +23,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everyt
 from dml.utils.registry import did_you_mean
 
 KILL_ENV = "DML_KILL_AFTER_EPOCH"
+EpochCallback = Callable[[int, nn.Module], "dict[str, Any] | None"]
 # Keys that may change between a run and its resumption: they do not change what is trained (the device may change
 # the last bits of the numbers, but refusing to resume a CPU run on a GPU would help nobody).
 RESUME_MAY_DIFFER = ("output_dir", "train.epochs", "train.log_every", "data.num_workers", "device", "eval.batch_size")
@@ -113,12 +115,17 @@ def preflight(config: Config) -> None:
                           f"{config.loss.name!r}; valid ones (with defaults): {valid}.")
 
 
-def train(config: Config, *, resume: bool = False) -> dict[str, Any]:
+def train(config: Config, *, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     """Train ``config`` and return the final metrics (``epoch``, ``loss``, ``lr`` and the retrieval metrics).
 
     ``resume=True`` continues from ``output_dir/checkpoint.pt``. Launched by ``torchrun`` (``WORLD_SIZE > 1``),
     every process trains a DistributedDataParallel replica on its share of each global batch; only rank 0
     evaluates and writes files, so the other ranks return the training metrics only.
+
+    ``on_epoch_end(epoch, model)``, called on rank 0 after each epoch's evaluation, may return a dict of extra
+    numbers (e.g. a diagnostic such as :func:`dml.diagnostics.hard_triplet_ratio`); they are added to that epoch's
+    record in ``metrics.json``. The random-number state is restored after the call, so a callback never changes
+    what is trained.
     """
     preflight(config)
     info = distributed.env_info()
@@ -126,13 +133,14 @@ def train(config: Config, *, resume: bool = False) -> dict[str, Any]:
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = distributed.init_from_env(device.type)
     try:
-        return _train(config, resume=resume, info=info, device=device)
+        return _train(config, resume=resume, info=info, device=device, on_epoch_end=on_epoch_end)
     finally:
         if owns_group:
             distributed.cleanup()
 
 
-def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: torch.device) -> dict[str, Any]:
+def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: torch.device,
+           on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
     out = Path(config.output_dir)
     ckpt_path = out / "checkpoint.pt"
     log = _Logger(enabled=info.is_main)
@@ -236,6 +244,14 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "lr": lr}
         if config.eval.every and epoch % config.eval.every == 0 and info.is_main:
             record.update(evaluate(model, eval_set, config, device))
+        if on_epoch_end is not None and info.is_main:
+            rng = _get_rng_state()
+            extra = on_epoch_end(epoch, model)
+            _set_rng_state(rng)
+            clash = sorted(set(extra or {}) & set(record))
+            if clash:
+                raise ValueError(f"on_epoch_end returned {clash}, which the trainer already records; rename them.")
+            record.update(extra or {})
         history.append(record)
         if info.is_main:
             atomic_save_json({"epochs": history, "final": None}, out / "metrics.json")

@@ -1,0 +1,38 @@
+"""Pair-wise losses through their gradients: decomposition into pair weights, gradient surgery, triplet-space simulation.
+
+* :func:`decompose` — the pair weights ``dL/dS`` of any :class:`~dml.losses.PairLoss` and the gradient rebuilt
+  from them (Xuan & Pless, arXiv:2201.11307, 2022).
+* :func:`surgery_gradient`, :func:`surgery_loss`, :class:`ExplicitGradientLoss` — updates built from chosen pull /
+  push weights, a cosine or Euclidean direction, with or without the normalisation's tangent projection.
+* :mod:`dml.gradients.simulation` — one step of a single triplet on the sphere, the entanglement term and the
+  triplet-space vector fields of Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020.
+"""
+from dml.gradients.decompose import Decomposition, decompose, gradient_from_weights
+from dml.gradients.simulation import (TripletField, UpdateRule, collapse_share, entangle, euclidean_triplet_rule,
+                                      nca_rule, one_step, sct_rule, triplet_field, triplet_trajectory, triplet_vectors)
+from dml.gradients.surgery import (DIRECTIONS, ExplicitGradientLoss, LossWeights, loss_weights, surgery_gradient, surgery_loss,
+                                   weights_from_pull_push)
+
+__all__ = [
+    "DIRECTIONS",
+    "Decomposition",
+    "ExplicitGradientLoss",
+    "LossWeights",
+    "TripletField",
+    "UpdateRule",
+    "collapse_share",
+    "decompose",
+    "entangle",
+    "euclidean_triplet_rule",
+    "gradient_from_weights",
+    "loss_weights",
+    "nca_rule",
+    "one_step",
+    "sct_rule",
+    "surgery_gradient",
+    "surgery_loss",
+    "triplet_field",
+    "triplet_trajectory",
+    "triplet_vectors",
+    "weights_from_pull_push",
+]
