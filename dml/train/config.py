@@ -71,6 +71,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    loss_lr_multiplier: float = 1.0  # lr of the loss's own parameters (proxies, margin beta) = lr x this
 
 
 @dataclass

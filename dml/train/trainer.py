@@ -66,8 +66,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(params: list[nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov-free, with ``momentum``), Adam or AdamW; ``momentum`` is used by SGD only."""
+def build_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], config: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (Nesterov-free, with ``momentum``), Adam or AdamW; ``momentum`` is used by SGD only.
+
+    ``params`` is a list of parameters or of parameter groups (dicts with their own ``lr``), as torch accepts.
+    """
     if config.name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     if config.name == "adam":
@@ -75,6 +78,18 @@ def build_optimizer(params: list[nn.Parameter], config: OptimConfig) -> torch.op
     if config.name == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"Unknown optimizer {config.name!r}; choose one of 'sgd', 'adam', 'adamw'.")
+
+
+def build_loss(config: Config, *, num_classes: int) -> nn.Module:
+    """The loss of ``config.loss``. A proxy loss (:class:`dml.losses.ProxyLoss`) left with ``num_classes`` or
+    ``embedding_dim`` unset gets the training split's class count and ``config.model.embedding_dim``."""
+    kwargs = dict(config.loss.kwargs)
+    if issubclass(dml.losses.loss_class(config.loss.name), dml.losses.ProxyLoss):
+        if kwargs.get("num_classes") is None:
+            kwargs["num_classes"] = num_classes
+        if kwargs.get("embedding_dim") is None:
+            kwargs["embedding_dim"] = config.model.embedding_dim
+    return dml.losses.build(config.loss.name, **kwargs)
 
 
 def build_model(config: Config) -> dml.models.EmbeddingModel:
@@ -174,7 +189,9 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
     model = build_model(config).to(device)
-    loss_fn = dml.losses.build(config.loss.name, **config.loss.kwargs).to(device)
+    loss_fn = build_loss(config, num_classes=train_set.num_classes).to(device)
+    # Proxy losses index their proxies by label, so the loss sees class ids mapped to 0..C-1 (sorted original ids).
+    train_classes = torch.as_tensor(np.unique(train_set.labels), device=device)
     net: nn.Module = model
     if info.enabled:
         if device.type == "cuda":
@@ -185,8 +202,10 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
                 log("warning: batch norm on CPU uses per-process batch statistics (SyncBatchNorm needs a GPU), so "
                     "this run differs slightly from single-process training; small_cnn's norm='group' avoids it.")
             net = nn.parallel.DistributedDataParallel(model)
-    params = list(model.parameters()) + list(loss_fn.parameters())
-    optimizer = build_optimizer(params, config.optim)
+    groups = [{"params": list(model.parameters())}]
+    if any(True for _ in loss_fn.parameters()):
+        groups.append({"params": list(loss_fn.parameters()), "lr": config.optim.lr * config.optim.loss_lr_multiplier})
+    optimizer = build_optimizer(groups, config.optim)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.optim.milestones,
                                                      gamma=config.optim.gamma)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -224,7 +243,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
                 embeddings = net(images)
             embeddings = distributed.gather_with_grad(embeddings.float())
             labels = distributed.gather(labels)
-            loss = loss_fn(embeddings, labels)
+            loss = loss_fn(embeddings, torch.searchsorted(train_classes, labels))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"The loss became {loss.item()} at epoch {epoch}, step {steps + 1}; lower "
                                          f"optim.lr (now {lr}) or check the data for corrupt images.")
