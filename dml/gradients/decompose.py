@@ -79,13 +79,6 @@ def gradient_from_weights(embeddings: Tensor, weights: Tensor) -> Tensor:
     return tangent / norms
 
 
-def _observe(loss: PairLoss, embeddings: Tensor) -> None:
-    """Let the loss's miner see the embeddings, as ``compute`` does (some miners need the embedding dimension)."""
-    miner = getattr(loss, "miner", None)
-    if miner is not None and hasattr(miner, "observe"):
-        miner.observe(embeddings)
-
-
 def decompose(loss: PairLoss, embeddings: Tensor, labels: Any) -> Decomposition:
     """Pair weights ``dL/dS`` of ``loss`` at ``(embeddings, labels)`` and the gradient rebuilt from them.
 
@@ -115,7 +108,7 @@ def decompose(loss: PairLoss, embeddings: Tensor, labels: Any) -> Decomposition:
         raise ValueError("an embedding is the zero vector, so it has no direction and S is undefined for it; "
                          "remove it or check the model output.")
 
-    _observe(loss, embeddings)
+    loss.observe(embeddings)
     with torch.enable_grad():
         sim = cosine_similarity_matrix(embeddings.detach()).requires_grad_(True)
         value = loss.from_similarity(sim, labels)

@@ -153,9 +153,7 @@ class LossWeights:
 
     def observe(self, embeddings: Tensor) -> None:
         """Show the embeddings to the loss's miner, as the loss's own ``compute`` does."""
-        miner = getattr(self.loss, "miner", None)
-        if miner is not None and hasattr(miner, "observe"):
-            miner.observe(embeddings)
+        self.loss.observe(embeddings)
 
     def __call__(self, sim: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():

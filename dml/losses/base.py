@@ -56,7 +56,16 @@ class PairLoss(MetricLoss):
     """
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        self.observe(embeddings)
         return self.from_similarity(cosine_similarity_matrix(embeddings), labels)
+
+    def observe(self, embeddings: Tensor) -> None:
+        """Show the embeddings to the loss's ``miner``, if it has one (distance-weighted sampling needs the
+        embedding dimension, which ``S`` does not carry). Code that calls :meth:`from_similarity` directly, such as
+        :func:`dml.gradients.decompose`, calls this first."""
+        miner = getattr(self, "miner", None)
+        if miner is not None:
+            miner.observe(embeddings)
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement from_similarity(sim (N, N), labels (N,)).")

@@ -56,11 +56,6 @@ class ContrastiveLoss(PairLoss):
         self.reduction = reduction
         self.miner = resolve(miner)
 
-    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.miner is not None:
-            self.miner.observe(embeddings)
-        return super().compute(embeddings, labels)
-
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.miner is None:
             pos, neg = pair_masks(labels)

@@ -84,11 +84,6 @@ class MarginLoss(PairLoss):
             self.register_buffer("beta", initial)
         self.miner = resolve(miner)
 
-    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.miner is not None:
-            self.miner.observe(embeddings)  # e.g. distance-weighted sampling needs the embedding dimension
-        return super().compute(embeddings, labels)
-
     def multiplicities(self, sim: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """How often each pair enters as a positive and as a negative term, ``(N, N)`` each, and how often each
         sample is the anchor of a tuple, ``(N,)`` (for the regulariser); all in ``sim``'s dtype.

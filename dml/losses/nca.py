@@ -94,11 +94,6 @@ class NCALoss(PairLoss):
         self.triplets = triplets
         self.miner = HardestNegativeMiner(positives="hardest") if triplets == "hardest" else resolve(miner)
 
-    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.miner is not None:
-            self.miner.observe(embeddings)
-        return super().compute(embeddings, labels)
-
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.miner is None:
             return all_triplets_nca_mean(sim, labels, self.temperature)

@@ -95,11 +95,6 @@ class TripletLoss(PairLoss):
         self.reduction = reduction
         self.miner = HardestNegativeMiner(positives="hardest") if triplets == "hardest" else resolve(miner)
 
-    def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if self.miner is not None:
-            self.miner.observe(embeddings)
-        return super().compute(embeddings, labels)
-
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.miner is not None:
             mined = self.miner.mine(sim, labels)
