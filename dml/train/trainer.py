@@ -388,7 +388,7 @@ def _kill_after_epoch() -> int | None:
 
 def _summary(record: dict[str, Any], seconds: float | None) -> str:
     parts = [f"{k} {v:.4f}" if isinstance(v, float) and not math.isnan(v) and k != "lr" else f"{k} {v}"
-             for k, v in record.items()]
+             for k, v in record.items() if not isinstance(v, (list, tuple, dict))]  # histograms: metrics.json only
     if seconds is not None:
         parts.append(f"({seconds:.1f} s)")
     return " | ".join(parts)
