@@ -2,7 +2,8 @@
 
 ``dml train CONFIG [--set key=value ...] [--resume] [--output-dir DIR]`` trains from a YAML config (examples in
 ``configs/``); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
-benchmark (or prints the manual steps) and ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk.
+benchmark (or prints the manual steps), ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk and
+``dml data cache NAME [--split S] [--size N]`` decodes a split once into a memory-mapped array for fast epochs.
 Bad usage (unknown option, unknown config key, wrong type, unknown dataset) exits with status 2 and a one-line
 explanation; a failure during the run exits with status 1 (for ``data check``: a missing, incomplete or corrupt
 dataset); ``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
@@ -57,6 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("name", metavar="NAME", help="cub200, cars196, sop, inshop or hotels50k")
     check.add_argument("--root", metavar="DIR", help="dataset folder (default: the data folder's NAME/)")
     check.add_argument("--decode", action="store_true", help="decode every image to find corrupt files (slow)")
+    cache = data_commands.add_parser(
+        "cache", help="decode a split once into a memory-mapped uint8 array for fast epochs",
+        description="Decode every image of a dataset split once, resize it (shorter side SIZE, centre SIZE×SIZE "
+                    "square) and store it as a memory-mapped uint8 array under the data folder's cache/, so "
+                    "training epochs decode no JPEGs. Re-running reuses a complete cache, resumes an interrupted "
+                    "one and rebuilds a stale one.")
+    cache.add_argument("name", metavar="NAME", help="a registered dataset, e.g. cub200")
+    cache.add_argument("--split", default="train", choices=("train", "test", "all"), help="which split (train)")
+    cache.add_argument("--size", type=int, default=288, help="side of the stored square images (288)")
+    cache.add_argument("--root", metavar="DIR", help="data folder (default: $DML_DATA or the repository's data/)")
+    cache.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
+    cache.add_argument("--force", action="store_true", help="rebuild even if a complete cache exists")
     return parser
 
 
@@ -79,6 +92,8 @@ def _data(args: argparse.Namespace) -> int:
         for name in dml.data.available():
             print(name)
         return 0
+    if args.data_command == "cache":
+        return _cache(args)
     if args.data_command not in ("download", "check"):
         args.data_parser.print_help(sys.stderr)
         return USAGE_ERROR
@@ -114,6 +129,26 @@ def _download(args: argparse.Namespace) -> int:
         return 130
     verb = "is already complete" if result.status == "present" else "was downloaded and verified"
     print(f"{args.name} {verb} in {result.path}. Check it with `dml data check {args.name} --root {result.path}`.")
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from dml.data import UnknownDatasetError, build_cache
+
+    try:
+        folder = build_cache(args.name, split=args.split, size=args.size, root=args.root, workers=args.workers,
+                             force=args.force)
+    except UnknownDatasetError as err:
+        print(f"dml data cache: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except (OSError, ValueError) as err:  # a missing dataset folder, a corrupt image, a full disk
+        print(f"dml data cache: error: {err}", file=sys.stderr)
+        return RUN_ERROR
+    except KeyboardInterrupt:
+        print("dml data cache: interrupted; run the same command again to resume.", file=sys.stderr)
+        return 130
+    print(f"{args.name} ({args.split}) cached in {folder}; open it with "
+          f"dml.data.build('cached', split={args.split!r}, source={args.name!r}, size={args.size}).")
     return 0
 
 

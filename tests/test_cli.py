@@ -85,3 +85,28 @@ def test_example_configs_train_for_one_epoch(config: str, tmp_path: Path) -> Non
     assert code == 0
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert final["epoch"] == 1 and 0.0 < final["recall@1"] <= 1.0 and final["loss"] > 0
+
+
+def test_data_cache_builds_then_reuses_a_cub_cache(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`dml data cache` on a CUB fixture tree: a cache the registry's "cached" dataset opens, with the same labels."""
+    import numpy as np
+
+    import dml.data
+    from tests.fixtures.benchmarks import make_cub
+
+    make_cub(tmp_path / "cub200")
+    argv = ["data", "cache", "cub200", "--root", str(tmp_path), "--size", "32", "--workers", "1"]
+    assert main(argv) == 0
+    assert "cached in" in capsys.readouterr().out
+    cached = dml.data.build("cached", split="train", root=tmp_path, source="cub200", size=32)
+    source = dml.data.build("cub200", split="train", root=tmp_path)
+    assert np.array_equal(cached.labels, source.labels)
+    assert tuple(cached[0][0].shape) == (3, 32, 32)
+    assert main(argv) == 0  # complete and up to date: reused
+
+
+def test_data_cache_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "cache", "cub2011", "--root", str(tmp_path)]) == 2
+    assert "cub200" in capsys.readouterr().err  # did-you-mean
+    assert main(["data", "cache", "cub200", "--root", str(tmp_path)]) == 1
+    assert "dml data download cub200" in capsys.readouterr().err
