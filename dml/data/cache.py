@@ -66,6 +66,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dml import __version__
 from dml.data.base import DMLDataset, Transform, check_split
+from dml.data.files import pixel_box
 from dml.data.images import CorruptImageError
 from dml.data.registry import build, register
 from dml.data.root import data_root
@@ -191,18 +192,8 @@ def decode_resized(path: str | os.PathLike, size: int, *, draft: bool = True,
                                 "lists every unreadable file in one pass.") from error
     if box is not None:
         sx, sy = image.size[0] / full[0], image.size[1] / full[1]
-        image = image.crop(_pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), image.size))
+        image = image.crop(pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), image.size))
     return resize_center_square(image, size)
-
-
-def _pixel_box(box: Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """``box`` clipped to an image of ``size`` and rounded outwards; the whole image when it is empty."""
-    width, height = size
-    left, top = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
-    right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
-    if right <= left or bottom <= top:
-        return 0, 0, width, height
-    return left, top, right, bottom
 
 
 def _decode_chunk(args: tuple[str, np.ndarray, list[str], np.ndarray | None, int, bool]

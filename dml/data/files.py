@@ -147,12 +147,13 @@ class ImageFileDataset(DMLDataset):
     def load(self, index: int) -> torch.Tensor:
         image = load_image(self.paths[index])
         if self.boxes is not None:
-            image = image.crop(_pixel_box(self.boxes[index], image.size))
+            image = image.crop(pixel_box(self.boxes[index], image.size))
         pixels = np.asarray(image, dtype=np.uint8)
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def _pixel_box(box: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+def pixel_box(box: Sequence[float], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (x1, y1, x2, y2) clipped to an image of ``size`` and rounded outwards; the whole image when empty."""
     width, height = size
     left, top = max(0, math.floor(box[0])), max(0, math.floor(box[1]))
     right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
