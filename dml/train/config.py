@@ -20,9 +20,12 @@ from typing import Any
 import yaml
 
 from dml.utils import atomic_write
+from dml.utils.registry import did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+PIPELINES = ("tensor", "jpeg", "cached")
+CROPS = ("random-resized", "random")
 
 
 class ConfigError(ValueError):
@@ -38,13 +41,39 @@ class SamplerConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Image transforms of the ``jpeg`` and ``cached`` pipelines (see :mod:`dml.train.pipeline`).
+
+    Train: ``RandomResizedCrop(size)`` (``crop: random-resized``) or ``RandomCrop(size)`` (``crop: random``),
+    after ``Resize(resize)`` when ``resize`` is set, then a horizontal flip with probability ``flip``; test:
+    ``Resize(test_resize) → CenterCrop(size)``; both normalised with ``normalize``: ``"imagenet"``, a key of
+    ``dml.data.augment.DATASET_STATS`` (e.g. ``cub200``) or ``"cache"`` (the training cache's measured statistics).
+    """
+
+    size: int = 224
+    crop: str = "random-resized"
+    resize: int | None = None
+    flip: float = 0.5
+    test_resize: int = 256
+    normalize: str = "imagenet"
+
+
+@dataclass
 class DataConfig:
+    """``pipeline``: ``"tensor"`` (items are fixed-size tensors, used as they are), ``"jpeg"`` (per-image
+    ``augment`` transforms in the ``DataLoader`` workers) or ``"cached"`` (each split decoded once into a
+    ``cache_size`` cache with ``cache_workers`` processes, batches augmented whole)."""
+
     name: str = "synthetic"
     root: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     num_workers: int = 0
     eval_split: str = "test"
+    pipeline: str = "tensor"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cache_size: int = 288
+    cache_workers: int = 2
 
 
 @dataclass
@@ -113,6 +142,7 @@ class Config:
 
     def validate(self) -> Config:
         """Check value ranges and choices that types alone do not capture; returns ``self``."""
+        d, a = self.data, self.data.augment
         checks = [
             (self.device in DEVICES, "device", f"must be one of {list(DEVICES)}; got {self.device!r}"),
             (self.optim.name in OPTIMIZERS, "optim.name",
@@ -129,6 +159,24 @@ class Config:
             (self.data.sampler.k >= 2, "data.sampler.k",
              f"must be >= 2 (a batch needs positives); got {self.data.sampler.k}"),
             (all(k >= 1 for k in self.eval.ks), "eval.ks", f"must be positive integers; got {self.eval.ks}"),
+            (d.pipeline in PIPELINES, "data.pipeline",
+             f"must be one of {list(PIPELINES)}; got {d.pipeline!r}.{did_you_mean(d.pipeline, PIPELINES)}"
+             " 'tensor' for datasets of fixed-size tensors (synthetic, digits), 'jpeg' or 'cached' for image files"),
+            (a.crop in CROPS, "data.augment.crop",
+             f"must be one of {list(CROPS)}; got {a.crop!r}.{did_you_mean(a.crop, CROPS)}"
+             " 'random' is the released recipe's RandomCrop"),
+            (a.size >= 1, "data.augment.size", f"must be >= 1; got {a.size}"),
+            (a.resize is None or a.resize >= a.size,
+             "data.augment.resize", f"must be null or >= data.augment.size ({a.size}) so that the "
+             f"crop fits; got {a.resize}"),
+            (0.0 <= a.flip <= 1.0, "data.augment.flip",
+             f"is a probability in [0, 1]; got {a.flip}"),
+            (a.test_resize >= a.size, "data.augment.test_resize",
+             f"must be >= data.augment.size ({a.size}) so that the centre crop fits; got "
+             f"{a.test_resize}"),
+            (d.cache_size >= 1, "data.cache_size", f"must be >= 1; got {d.cache_size}"),
+            (d.cache_workers >= 0, "data.cache_workers",
+             f"must be >= 0 (0 decodes in this process); got {d.cache_workers}"),
         ]
         for ok, key, message in checks:
             if not ok:

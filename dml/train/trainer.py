@@ -8,11 +8,15 @@ Outputs in ``config.output_dir`` (rank 0 only):
 * ``checkpoint.pt``: atomically written after every epoch: model, loss, optimizer, scheduler and AMP-scaler state,
   the epoch, the Python/NumPy/torch RNG states and the metrics history.
 
-Exact resumption: the P×K sampler is re-seeded from ``(seed, epoch)`` every epoch and the RNG states are restored,
-so on CPU a run killed after any epoch and resumed with ``resume=True`` ends with exactly the metrics of an
-uninterrupted run (with ``data.num_workers = 0``; worker processes draw their seeds from the restored torch RNG
-too, but only in-process loading is covered by the tests). ``DML_KILL_AFTER_EPOCH=N`` SIGKILLs the process right
-after epoch ``N``'s checkpoint is written: the fault injection the resume test uses.
+Data: ``config.data.pipeline`` picks how batches are made (fixed-size tensors, per-image transforms of image
+files, or a decoded cache augmented batch by batch); :mod:`dml.train.pipeline` builds them.
+
+Exact resumption: the P×K sampler (and the cached pipeline's batch augmentation) is re-seeded from
+``(seed, epoch)`` every epoch and the RNG states are restored, so on CPU a run killed after any epoch and resumed
+with ``resume=True`` ends with exactly the metrics of an uninterrupted run (with ``data.num_workers = 0``; worker
+processes draw their seeds from the restored torch RNG too, but only in-process loading is covered by the tests).
+``DML_KILL_AFTER_EPOCH=N`` SIGKILLs the process right after epoch ``N``'s checkpoint is written: the fault
+injection the resume test uses.
 """
 from __future__ import annotations
 
@@ -30,14 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dml.data
 import dml.eval
 import dml.losses
 import dml.models
-from dml.train import distributed
+from dml.train import distributed, pipeline
 from dml.train.config import Config, ConfigError, OptimConfig, dump, from_dict, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
 from dml.utils.registry import did_you_mean
@@ -46,7 +49,8 @@ KILL_ENV = "DML_KILL_AFTER_EPOCH"
 EpochCallback = Callable[[int, nn.Module], "dict[str, Any] | None"]
 # Keys that may change between a run and its resumption: they do not change what is trained (the device may change
 # the last bits of the numbers, but refusing to resume a CPU run on a GPU would help nobody).
-RESUME_MAY_DIFFER = ("output_dir", "train.epochs", "train.log_every", "data.num_workers", "device", "eval.batch_size")
+RESUME_MAY_DIFFER = ("output_dir", "train.epochs", "train.log_every", "data.num_workers", "device", "eval.batch_size",
+                     "data.cache_workers")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -123,6 +127,7 @@ def preflight(config: Config) -> None:
         if value not in choices:
             raise ConfigError(f"Config key {key!r}: unknown value {value!r}.{did_you_mean(value, choices)} "
                               f"Choose one of {choices}.")
+    pipeline.check(config)
     valid = dml.losses.hyperparameters(config.loss.name)
     unknown = sorted(set(config.loss.kwargs) - set(valid))
     if unknown:
@@ -171,19 +176,8 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     if config.amp and not amp:
         log(f"note: amp is only used on CUDA; training in float32 on {device.type}.")
 
-    d = config.data
-    train_set = dml.data.build(d.name, split="train", root=d.root, **d.kwargs)
-    eval_set = dml.data.build(d.name, split=d.eval_split, root=d.root, **d.kwargs) if info.is_main else None
-    s = d.sampler
-    sampler = dml.data.PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
-                                 seed=config.seed, rank=info.rank, world_size=info.world_size)
-    sampler.set_epoch(1)
-    if len(sampler) == 0:
-        raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
-                         f"{len(np.unique(train_set.labels))} classes) with p={s.p}, k={s.k}; lower data.sampler.p "
-                         "or use more classes.")
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
-                        pin_memory=device.type == "cuda")
+    data = pipeline.build(config, info=info, device=device)
+    train_set, loader = data.train_set, data.loader
 
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
@@ -214,7 +208,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     start_epoch = 0
     if resume:
         state = _load_checkpoint(ckpt_path)
-        _check_resumable(state["config"], to_dict(config))
+        _check_resumable(_with_defaults(state["config"]), to_dict(config))
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
@@ -230,7 +224,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
 
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
         started = time.perf_counter()
-        sampler.set_epoch(epoch)
+        data.set_epoch(epoch)
         net.train()
         lr = optimizer.param_groups[0]["lr"]
         total, steps = 0.0, 0
@@ -262,7 +256,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
         scheduler.step()
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "lr": lr}
         if config.eval.every and epoch % config.eval.every == 0 and info.is_main:
-            record.update(evaluate(model, eval_set, config, device))
+            record.update(evaluate(model, data.eval_data, config, device))
         if on_epoch_end is not None and info.is_main:
             rng = _get_rng_state()
             extra = on_epoch_end(epoch, model)
@@ -284,7 +278,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     final: dict[str, Any] = dict(history[-1]) if history else {}
     if info.is_main:
         if not any(key not in ("epoch", "loss", "lr") for key in final):
-            final.update(evaluate(model, eval_set, config, device))
+            final.update(evaluate(model, data.eval_data, config, device))
         atomic_save_json({"epochs": history, "final": final}, out / "metrics.json")
         log("final: " + _summary(final, None))
     distributed.barrier()
@@ -292,7 +286,11 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
 
 
 def evaluate(model: nn.Module, dataset: Any, config: Config, device: torch.device) -> dict[str, float | int]:
-    """Retrieval metrics of ``model`` on ``dataset`` (``config.eval``: ks, include, batch_size)."""
+    """Retrieval metrics of ``model`` on ``dataset`` (``config.eval``: ks, include, batch_size).
+
+    ``dataset`` is a dataset of fixed-size tensors or a ``DataLoader`` of ready batches (the ``jpeg`` and
+    ``cached`` pipelines' centre-cropped, normalised evaluation split; see :mod:`dml.train.pipeline`).
+    """
     embeddings, labels = dml.eval.embed(model, dataset, batch_size=config.eval.batch_size, device=device)
     metrics = dml.eval.retrieval_metrics(embeddings, labels, ks=tuple(config.eval.ks), metric="cosine",
                                          include=tuple(config.eval.include), seed=config.seed)
@@ -331,6 +329,15 @@ def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
         details = ", ".join(f"{k}: {_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r}" for k in differences)
         raise ValueError(f"Cannot resume: the config differs from the checkpoint's in {details}. Resume with the "
                          "original config (the run folder's config.yaml), or start a fresh run in another folder.")
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the keys added since it was written set to their defaults (which reproduce the
+    older behaviour), so older checkpoints stay resumable."""
+    try:
+        return to_dict(from_dict(saved))
+    except ConfigError:
+        return saved
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,195 @@
+"""How ``config.data`` becomes training batches and evaluation batches: the ``tensor``, ``jpeg`` and ``cached``
+pipelines.
+
+* ``tensor``: the dataset's items are already fixed-size tensors (``synthetic``, ``digits``); a ``DataLoader`` with
+  the P×K batch sampler collates them as they are, and evaluation embeds the evaluation split as it is.
+* ``jpeg``: the real benchmarks' variable-size image files, transformed one image at a time in the ``DataLoader``
+  workers: train ``RandomResizedCrop(size)`` (or ``Resize(resize) → RandomCrop(size)``) ``→`` flip ``→``
+  normalise; test ``Resize(test_resize) → CenterCrop(size) →`` normalise (``torchvision.transforms.v2``).
+* ``cached``: each split is decoded once into a ``uint8`` cache of side ``cache_size``
+  (:func:`dml.data.build_cache`, reused while its source files are unchanged); training batches come from
+  :class:`~dml.data.augment.CachedBatchLoader` with :class:`~dml.data.augment.BatchAugment`, evaluation batches
+  from the cached evaluation split through the deterministic :class:`~dml.data.augment.CenterCropTransform`.
+
+The released recipe of Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020, arXiv:2007.12749
+(``papers.md`` §2.6), train ``Resize(281) → RandomCrop(256) → flip → normalise`` and test
+``Resize(256) → CenterCrop(256) → normalise``, is ``pipeline: cached``, ``cache_size: 281``,
+``augment: {size: 256, crop: random, test_resize: 256, normalize: <dataset>}``: the cache is the ``Resize(281)``
+step (shorter side to 281, central square; see :mod:`dml.data.cache` for the one difference), so no resize is
+applied to the cached squares before the random crop.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+
+import dml.data
+from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
+from dml.train import distributed
+from dml.train.config import Config, ConfigError
+from dml.utils.registry import did_you_mean
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+@dataclass
+class Pipeline:
+    """What the trainer needs from the data: the training split (``labels``, ``num_classes``), its P×K
+    ``sampler``, the training ``loader`` of ``(images, labels)`` batches and ``eval_data`` for
+    :func:`dml.eval.embed` (a dataset or a ``DataLoader``; ``None`` where this process does not evaluate)."""
+
+    train_set: Any
+    sampler: dml.data.PKSampler
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    eval_data: Any
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's batches (and, for ``cached``, its augmentation seed)."""
+        if isinstance(self.loader, CachedBatchLoader):
+            self.loader.set_epoch(epoch)  # forwards to the sampler
+        else:
+            self.sampler.set_epoch(epoch)
+
+
+def check(config: Config) -> None:
+    """Check the pipeline keys against the dataset before anything slow happens (``ConfigError``)."""
+    d, a = config.data, config.data.augment
+    files = d.name in dml.data.CATALOG
+    if d.pipeline == "tensor" and files:
+        raise ConfigError(f"Config key 'data.pipeline': {d.name!r} is a benchmark of image files of different sizes, "
+                          "which pipeline 'tensor' cannot batch; set data.pipeline=jpeg (per-image transforms) or "
+                          "data.pipeline=cached (decode once, then augment whole batches).")
+    if d.pipeline == "tensor":
+        return
+    if d.pipeline == "jpeg" and not files:
+        raise ConfigError(f"Config key 'data.pipeline': 'jpeg' reads image files, but the items of {d.name!r} are "
+                          f"not files; use data.pipeline=tensor for it (or cached). Datasets of image files: "
+                          f"{sorted(dml.data.CATALOG)}.")
+    if d.name == "cached":
+        raise ConfigError("Config key 'data.name': with data.pipeline='" + d.pipeline + "' name the source dataset "
+                          "(e.g. cub200), not 'cached'; the pipeline builds and opens its cache itself.")
+    choices = sorted(DATASET_STATS) + (["cache"] if d.pipeline == "cached" else [])
+    if a.normalize not in choices:
+        extra = (" ('cache' needs data.pipeline=cached)" if a.normalize == "cache" else
+                 did_you_mean(a.normalize, choices))
+        raise ConfigError(f"Config key 'data.augment.normalize': unknown value {a.normalize!r}{extra}. Choose one of "
+                          f"{choices}.")
+    if a.crop == "random":
+        if d.pipeline == "jpeg" and a.resize is None:
+            raise ConfigError("Config key 'data.augment.resize': crop 'random' on image files of different sizes "
+                              "needs a resize first so that every crop fits; set data.augment.resize (e.g. 281 for "
+                              "size 256, the released recipe) or use crop 'random-resized'.")
+        side = a.resize if a.resize is not None else d.cache_size
+        if d.pipeline == "cached" and a.size > side:
+            raise ConfigError(f"Config key 'data.augment.size': a {a.size}×{a.size} random crop does not fit in the "
+                              f"{side}×{side} cached images; raise data.cache_size (or data.augment.resize) or lower "
+                              "data.augment.size.")
+
+
+def normalization(config: Config, cache: Any = None) -> Stats:
+    """``(mean, std)`` named by ``data.augment.normalize``; ``"cache"`` reads the training cache's measurements."""
+    name = config.data.augment.normalize
+    if name == "cache":
+        if cache is None:
+            raise ValueError("normalize='cache' needs the training cache; use data.pipeline=cached.")
+        return tuple(cache.mean), tuple(cache.std)
+    return DATASET_STATS[name]
+
+
+def image_transforms(config: Config, mean: Sequence[float], std: Sequence[float]) -> tuple[Callable, Callable]:
+    """The ``jpeg`` pipeline's per-image ``(train, test)`` transforms of a ``float32`` 3×H×W tensor in [0, 1]."""
+    from torchvision.transforms import v2
+
+    a = config.data.augment
+    train: list[Any] = [v2.Resize(a.resize, antialias=True)] if a.resize is not None else []
+    if a.crop == "random":
+        train.append(v2.RandomCrop(a.size))
+    else:
+        train.append(v2.RandomResizedCrop(a.size, antialias=True))
+    train += [v2.RandomHorizontalFlip(a.flip), v2.Normalize(list(mean), list(std))]
+    test = [v2.Resize(a.test_resize, antialias=True), v2.CenterCrop(a.size), v2.Normalize(list(mean), list(std))]
+    return v2.Compose(train), v2.Compose(test)
+
+
+def batch_transforms(config: Config, mean: Sequence[float], std: Sequence[float]
+                     ) -> tuple[BatchAugment, CenterCropTransform]:
+    """The ``cached`` pipeline's ``(train, test)`` transforms of whole ``uint8`` batches of cached squares."""
+    a = config.data.augment
+    resize = a.resize if a.resize is not None and a.resize != config.data.cache_size else None
+    train = BatchAugment(size=a.size, crop=a.crop, resize=resize, flip=a.flip, mean=mean, std=std)
+    return train, CenterCropTransform(resize=a.test_resize, size=a.size, mean=mean, std=std)
+
+
+def build(config: Config, *, info: distributed.DistInfo, device: torch.device) -> Pipeline:
+    """Construct the datasets, sampler and loaders of ``config.data`` (evaluation data on rank 0 only)."""
+    d = config.data
+    if d.pipeline == "cached":
+        train_set, eval_data, loader_of = _cached(config, info, device)
+    else:
+        train_t = eval_t = None
+        if d.pipeline == "jpeg":
+            train_t, eval_t = image_transforms(config, *normalization(config))
+        train_set = dml.data.build(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
+        eval_data = None
+        if info.is_main:
+            eval_data = dml.data.build(d.name, split=d.eval_split, root=d.root, transform=eval_t, **d.kwargs)
+            if d.pipeline == "jpeg":
+                eval_data = DataLoader(eval_data, batch_size=config.eval.batch_size, shuffle=False,
+                                       num_workers=d.num_workers, pin_memory=device.type == "cuda")
+
+        def loader_of(sampler: dml.data.PKSampler) -> DataLoader:
+            return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
+                              pin_memory=device.type == "cuda")
+    s = d.sampler
+    sampler = dml.data.PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
+                                 seed=config.seed, rank=info.rank, world_size=info.world_size)
+    sampler.set_epoch(1)
+    if len(sampler) == 0:
+        raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
+                         f"{len(np.unique(train_set.labels))} classes) with p={s.p}, k={s.k}; lower data.sampler.p "
+                         "or use more classes.")
+    return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), eval_data=eval_data)
+
+
+def _cached(config: Config, info: distributed.DistInfo, device: torch.device) -> tuple[Any, Any, Callable]:
+    d = config.data
+    splits = ["train"] + ([d.eval_split] if info.is_main and d.eval_split != "train" else [])
+    common = dict(size=d.cache_size, root=d.root, **d.kwargs)
+    if info.is_main:  # one process decodes; the others wait and open the finished caches
+        for split in ("train", d.eval_split):
+            dml.data.build_cache(d.name, split=split, workers=d.cache_workers,
+                                 progress=sys.stderr.isatty(), **common)
+    distributed.barrier()
+    caches = {split: dml.data.open_cache(d.name, split=split, **common) for split in splits}
+    train_set = caches["train"]
+    train_t, eval_t = batch_transforms(config, *normalization(config, train_set))
+    eval_data = None
+    if info.is_main:
+        cache = caches[d.eval_split]
+        batches = BatchSampler(SequentialSampler(range(len(cache))), config.eval.batch_size, drop_last=False)
+        eval_data = DataLoader(_CenterCropped(cache, eval_t), sampler=batches, batch_size=None)
+
+    def loader_of(sampler: dml.data.PKSampler) -> CachedBatchLoader:
+        # The training step is done with a batch before the next-but-one overwrites its buffer, so the loader may
+        # reuse two buffers: this saves the page faults of a fresh batch allocation (benchmarks/README.md).
+        return CachedBatchLoader(train_set, sampler, train_t, device=device, seed=config.seed, reuse_buffers=True)
+    return train_set, eval_data, loader_of
+
+
+class _CenterCropped(Dataset):
+    """Index with a list of positions: ``(test-transformed uint8 batch, labels)`` of a cache, one fancy index."""
+
+    def __init__(self, cache: Any, transform: CenterCropTransform) -> None:
+        self.cache, self.transform = cache, transform
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = np.asarray(indices, dtype=np.int64)
+        return self.transform(self.cache.batch(index)), torch.from_numpy(self.cache.labels[index])

@@ -1,0 +1,157 @@
+"""``data.pipeline``: training on the real benchmarks' image files with per-image transforms (``jpeg``) or a decoded
+cache (``cached``), the released recipe's resolution, and the config errors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dml.data.augment import DATASET_STATS, released_recipe
+from dml.train import ConfigError, from_dict, preflight, train
+from dml.train import pipeline
+from tests.fixtures.benchmarks import make_cub
+
+
+def _config(tmp_path: Path, **data: object) -> dict:
+    return {
+        "seed": 5,
+        "deterministic": False,
+        "device": "cpu",
+        "output_dir": str(tmp_path / "run"),
+        "data": {"name": "cub200", "root": str(tmp_path), "sampler": {"p": 3, "k": 3},
+                 "augment": {"size": 32, "test_resize": 36}, "cache_size": 40, "cache_workers": 0, **data},
+        "model": {"backbone": "small_cnn", "embedding_dim": 8, "backbone_kwargs": {"widths": [8, 8]}},
+        "loss": {"name": "triplet"},
+        "train": {"epochs": 1, "log_every": 1},
+        "eval": {"ks": [1, 2], "include": ["recall", "map@r"]},
+    }
+
+
+@pytest.fixture()
+def cub(tmp_path: Path) -> Path:
+    make_cub(tmp_path / "cub200")
+    return tmp_path
+
+
+def _check_run(out: Path, final: dict) -> None:
+    assert final["epoch"] == 1
+    for key in ("loss", "recall@1", "recall@2", "map@r"):
+        assert math.isfinite(final[key]), (key, final[key])
+    assert 0.0 <= final["recall@1"] <= final["recall@2"] <= 1.0
+    assert json.loads((out / "metrics.json").read_text())["final"] == final
+
+
+@pytest.mark.parametrize("augment", [{"crop": "random-resized"}, {"crop": "random", "resize": 36}])
+def test_jpeg_pipeline_trains_on_image_files(cub: Path, augment: dict) -> None:
+    config = from_dict(_config(cub, pipeline="jpeg", augment={"size": 32, "test_resize": 36, **augment}))
+    _check_run(cub / "run", train(config))
+    assert not (cub / "cache").exists()
+
+
+def test_jpeg_evaluation_batches_are_centre_cropped_and_normalised(cub: Path) -> None:
+    config = from_dict(_config(cub, pipeline="jpeg", augment={"size": 32, "test_resize": 36, "normalize": "cub200"}))
+    data = pipeline.build(config, info=_single(), device=torch.device("cpu"))
+    images, labels = next(iter(data.eval_data))
+    assert images.shape == (9, 3, 32, 32) and labels.tolist() == sorted(labels.tolist())
+    assert images.min() < 0  # normalised, not [0, 1] pixels
+    train_images, _ = next(iter(data.loader))
+    assert train_images.shape == (9, 3, 32, 32)
+
+
+def test_cached_pipeline_builds_caches_and_trains(cub: Path) -> None:
+    config = from_dict(_config(cub, pipeline="cached", augment={"size": 32, "test_resize": 36, "normalize": "cache"}))
+    _check_run(cub / "run", train(config))
+    assert sorted(p.name for p in (cub / "cache").iterdir()) == ["cub200-test-40", "cub200-train-40"]
+    assert (cub / "cache" / "cub200-train-40" / "manifest.json").is_file()
+
+
+def test_cached_loader_is_reseeded_every_epoch(cub: Path) -> None:
+    config = from_dict(_config(cub, pipeline="cached"))
+    data = pipeline.build(config, info=_single(), device=torch.device("cpu"))
+    batches = {}
+    for epoch in (1, 2, 1):
+        data.set_epoch(epoch)
+        assert data.loader.epoch == epoch and data.sampler.epoch == epoch
+        batch = [images.clone() for images, _ in data.loader]
+        if epoch in batches:
+            assert all(torch.equal(a, b) for a, b in zip(batches[epoch], batch))
+        batches[epoch] = batch
+    assert not torch.equal(batches[1][0], batches[2][0])
+    images, labels = next(iter(data.eval_data))
+    assert images.shape == (9, 3, 32, 32) and images.dtype == torch.float32
+
+
+def test_cached_run_resumed_after_an_epoch_matches_uninterrupted_run(cub: Path) -> None:
+    base = {**_config(cub, pipeline="cached"), "loss": {"name": "triplet", "kwargs": {"margin": 1.0}}}
+    full = train(from_dict({**base, "train": {"epochs": 2}, "output_dir": str(cub / "full")}))
+    train(from_dict({**base, "train": {"epochs": 1}, "output_dir": str(cub / "part")}))
+    resumed = train(from_dict({**base, "train": {"epochs": 2}, "output_dir": str(cub / "part")}), resume=True)
+    assert resumed == full
+    history = json.loads((cub / "part" / "metrics.json").read_text())["epochs"]
+    assert [r["epoch"] for r in history] == [1, 2] and history[0]["loss"] > 0 and history[1]["loss"] > 0
+    weights = [torch.load(cub / run / "checkpoint.pt", weights_only=False)["model"] for run in ("full", "part")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_released_recipe_resolves_to_resize_281_random_crop_256(cub: Path) -> None:
+    config = from_dict(_config(cub, pipeline="cached", cache_size=281,
+                               augment={"size": 256, "crop": "random", "test_resize": 256, "normalize": "cub200"}))
+    preflight(config)
+    mean, std = pipeline.normalization(config)
+    assert (mean, std) == DATASET_STATS["cub200"]
+    train_t, test_t = pipeline.batch_transforms(config, mean, std)
+    ref_train, ref_test = released_recipe(mean, std, cache_size=281)
+    assert repr(train_t) == repr(ref_train) and repr(test_t) == repr(ref_test)
+    # The 281 cache is Resize(281); the batch augmentation adds RandomCrop(256) → flip(0.5) → normalise.
+    assert (train_t.crop, train_t.size, train_t.resize, train_t.flip) == ("random", 256, None, 0.5)
+    assert (test_t.resize, test_t.size) == (256, 256)
+    # The same recipe on the jpeg pipeline: Resize(281) → RandomCrop(256) → flip → normalise, per image.
+    jpeg = from_dict(_config(cub, pipeline="jpeg", augment={"size": 256, "crop": "random", "resize": 281,
+                                                             "test_resize": 256, "normalize": "cub200"}))
+    train_i, test_i = pipeline.image_transforms(jpeg, mean, std)
+    names = [type(t).__name__ for t in train_i.transforms]
+    assert names == ["Resize", "RandomCrop", "RandomHorizontalFlip", "Normalize"]
+    assert tuple(train_i.transforms[0].size) == (281,) and tuple(train_i.transforms[1].size) == (256, 256)
+    assert [type(t).__name__ for t in test_i.transforms] == ["Resize", "CenterCrop", "Normalize"]
+    assert tuple(test_i.transforms[0].size) == (256,) and tuple(test_i.transforms[1].size) == (256, 256)
+    out = train_i(torch.rand(3, 300, 400))
+    assert out.shape == (3, 256, 256)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"pipeline": "jpg"}, "Did you mean 'jpeg'"),
+    ({"pipeline": "jpeg", "name": "synthetic"}, "not files"),
+    ({"pipeline": "tensor"}, "data.pipeline=jpeg"),
+    ({"pipeline": "cached", "augment": {"normalize": "cub"}}, "Did you mean 'cub200'"),
+    ({"pipeline": "jpeg", "augment": {"normalize": "cache"}}, "needs data.pipeline=cached"),
+    ({"pipeline": "jpeg", "augment": {"crop": "random"}}, "data.augment.resize"),
+    ({"pipeline": "cached", "augment": {"crop": "randm"}}, "Did you mean 'random'"),
+    ({"pipeline": "cached", "augment": {"size": 300, "crop": "random", "test_resize": 300}}, "raise data.cache_size"),
+    ({"pipeline": "cached", "augment": {"size": 64, "test_resize": 32}}, "centre crop fits"),
+    ({"pipeline": "cached", "augment": {"flip": 1.5}}, "probability"),
+    ({"pipeline": "cached", "name": "cached"}, "not 'cached'"),
+])
+def test_config_errors_name_the_key_and_the_fix(tmp_path: Path, data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        preflight(from_dict(_config(tmp_path, **data)))
+
+
+def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> None:
+    from dml.train.trainer import _check_resumable, _with_defaults
+    from dml.train.config import to_dict
+
+    config = from_dict({})
+    assert config.data.pipeline == "tensor"
+    old = to_dict(config)
+    for key in ("pipeline", "augment", "cache_size", "cache_workers"):
+        del old["data"][key]
+    _check_resumable(_with_defaults(old), to_dict(config))  # a checkpoint from before these keys still resumes
+
+
+def _single():
+    from dml.train import distributed
+
+    return distributed.env_info()
