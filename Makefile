@@ -28,6 +28,8 @@ baselines: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py
+	$(BIN)/python benchmarks/bench_losses.py --threads 1
+	$(BIN)/python benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf _build
