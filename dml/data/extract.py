@@ -6,8 +6,9 @@ or expose files anywhere the user can ("tar slip", CVE-2007-4559). :func:`safe_e
 before extracting anything and refuses the archive (:class:`UnsafeArchiveError`) when a member
 
 * has an absolute name or a ``..`` component,
-* is a symlink whose target is absolute or resolves outside the destination,
-* is a hard link to a path outside the destination,
+* is a symlink whose target is absolute or contains ``..`` (so every link points at or below its own folder and
+  no chain of links can climb out),
+* is a hard link to a path outside the destination or through a symlink of the archive,
 * lies below a symlink of the same archive (the lexical checks cannot see through a link created earlier),
 * is a device file or a FIFO.
 
@@ -19,7 +20,6 @@ all the same so that both formats follow one rule.
 from __future__ import annotations
 
 import os
-import posixpath
 import stat
 import tarfile
 import zipfile
@@ -72,11 +72,11 @@ def _check_link_target(member: str, target: str, archive: Path, *, hard: bool) -
     if target.startswith("/") or (len(target) > 1 and target[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: {kind} {member!r} points to the absolute path {target!r}; refusing "
                                  "to extract it.")
-    base = "" if hard else posixpath.dirname(member)
-    resolved = posixpath.normpath(posixpath.join(base, target.replace("\\", "/")))
-    if resolved == ".." or resolved.startswith("../"):
-        raise UnsafeArchiveError(f"{archive}: {kind} {member!r} -> {target!r} points outside the extraction "
-                                 "folder; refusing to extract it.")
+    if ".." in target.replace("\\", "/").split("/"):
+        # Each link then points at or below its own folder, so no chain of links can climb out of the root
+        # (a -> ., b -> a/.., c -> b/x would otherwise resolve outside while every name looks harmless).
+        raise UnsafeArchiveError(f"{archive}: {kind} {member!r} -> {target!r} contains '..'; refusing to extract "
+                                 "an archive whose links climb out of their folder.")
 
 
 def _below_link(name: str, links: set[str]) -> str | None:
@@ -105,7 +105,12 @@ def _extract_tar(archive: Path, destination: Path) -> list[str]:
                 _check_link_target(name, member.linkname, archive, hard=False)
                 links.add(name)
             elif member.islnk():
-                _check_link_target(name, _check_name(member.linkname, archive), archive, hard=True)
+                target = _check_name(member.linkname, archive)
+                _check_link_target(name, target, archive, hard=True)
+                via = target if target in links else _below_link(target, links)
+                if via is not None:
+                    raise UnsafeArchiveError(f"{archive}: hard link {member.name!r} -> {member.linkname!r} goes "
+                                             f"through the symlink {via!r}; refusing to extract it.")
         if hasattr(tarfile, "data_filter"):
             tar.extractall(destination, members=members, filter="data")
         else:  # Python < 3.10.12 / 3.11.4: the checks above are the only guard
