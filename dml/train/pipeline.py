@@ -160,12 +160,15 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device) ->
     d = config.data
     splits = ["train"] + ([d.eval_split] if info.is_main and d.eval_split != "train" else [])
     common = dict(size=d.cache_size, root=d.root, **d.kwargs)
-    if info.is_main:  # one process decodes; the others wait and open the finished caches
-        for split in ("train", d.eval_split):
-            dml.data.build_cache(d.name, split=split, workers=d.cache_workers,
-                                 progress=sys.stderr.isatty(), **common)
+    caches = {}
+    if info.is_main:  # one process decodes (or checks the existing cache once); the others wait and open it
+        for split in splits:
+            folder = dml.data.build_cache(d.name, split=split, workers=d.cache_workers,
+                                          progress=sys.stderr.isatty(), **common)
+            caches[split] = dml.data.CachedDataset(folder)
     distributed.barrier()
-    caches = {split: dml.data.open_cache(d.name, split=split, **common) for split in splits}
+    if not info.is_main:  # rank 0 has just verified the caches against the files
+        caches = {split: dml.data.open_cache(d.name, split=split, verify=False, **common) for split in splits}
     train_set = caches["train"]
     train_t, eval_t = batch_transforms(config, *normalization(config, train_set))
     eval_data = None
