@@ -243,7 +243,7 @@ def download(name: str, root: str | os.PathLike | None = None, *, progress: bool
     if directory.exists() and any(directory.iterdir()):
         raise DownloadError(f"{directory} is not empty but does not hold a complete {info.title} "
                             f"({info.download.marker} is missing). Move or delete it, or pass --root with a new "
-                            "folder.")
+                            f"folder; if {directory} is your shared data folder, pass --root {directory / name}.")
     directory.parent.mkdir(parents=True, exist_ok=True)
     archive = directory.parent / f".{directory.name}.{info.download.filename}"
     spec: Download = info.download

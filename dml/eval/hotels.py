@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-UNKNOWN_CHAIN = -1
+from dml.data.hotels import UNKNOWN_CHAIN
+
 INSTANCE_KS = (1, 10, 100)
 CHAIN_KS = (1, 3, 5)
 CHAIN_RESULTS = ("all", "known")
