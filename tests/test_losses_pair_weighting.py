@@ -395,7 +395,7 @@ def test_gradient_decomposition_rebuilds_autograd(name: str, kwargs: dict) -> No
 @pytest.mark.parametrize("dim", [0, 1])
 def test_masked_logsumexp_matches_explicit_subsets_and_has_zero_gradient_on_empty_rows(add_one: bool,
                                                                                       dim: int) -> None:
-    from dml.losses.multi_similarity import masked_logsumexp
+    from dml.losses.base import masked_logsumexp
 
     generator = torch.Generator().manual_seed(0)
     x = (30 * torch.randn(6, 5, generator=generator, dtype=torch.float64)).requires_grad_(True)

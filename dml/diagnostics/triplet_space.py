@@ -85,7 +85,8 @@ def triplet_space(embeddings: Any, labels: Any, *, duplicate_threshold: float | 
         sim = unit[rows] @ unit.t()
         same = lab[rows, None] == lab[None, :]
         self_mask = torch.zeros_like(same)
-        self_mask[torch.arange(sim.shape[0]), torch.arange(start, rows.stop)] = True
+        local = torch.arange(sim.shape[0], device=sim.device)
+        self_mask[local, local + start] = True
         positive = same & ~self_mask
         if duplicate_threshold is not None:
             positive &= sim <= duplicate_threshold

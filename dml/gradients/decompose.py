@@ -69,6 +69,17 @@ class Decomposition:
         return self.weights + self.weights.t()
 
 
+def loss_and_pair_weights(loss: PairLoss, sim: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """``(L, dL/dS)`` of a pair loss at the similarity matrix ``sim`` (treated as a leaf; zeros if L is constant)."""
+    with torch.enable_grad():
+        s = sim.detach().requires_grad_(True)
+        value = loss.from_similarity(s, labels)
+        (weights,) = torch.autograd.grad(value, s, allow_unused=True)
+    if weights is None:  # the loss returned a constant (no valid pair)
+        weights = torch.zeros_like(s)
+    return value.detach(), weights
+
+
 def gradient_from_weights(embeddings: Tensor, weights: Tensor) -> Tensor:
     """``dL/dx_i = (1/||x_i||)(I - f_i f_i^T) sum_j (W_ij + W_ji) f_j`` for pair weights ``W = dL/dS``."""
     embeddings = embeddings.detach()
@@ -109,17 +120,13 @@ def decompose(loss: PairLoss, embeddings: Tensor, labels: Any) -> Decomposition:
                          "remove it or check the model output.")
 
     loss.observe(embeddings)
-    with torch.enable_grad():
-        sim = cosine_similarity_matrix(embeddings.detach()).requires_grad_(True)
-        value = loss.from_similarity(sim, labels)
-        (weights,) = torch.autograd.grad(value, sim, allow_unused=True)
-    if weights is None:  # the loss returned a constant (no valid pair)
-        weights = torch.zeros_like(sim)
+    sim = cosine_similarity_matrix(embeddings.detach())
+    value, weights = loss_and_pair_weights(loss, sim, labels)
     positive, negative = pair_masks(labels)
     zero = torch.zeros((), dtype=weights.dtype, device=weights.device)
     return Decomposition(
-        loss=value.detach(),
-        similarity=sim.detach(),
+        loss=value,
+        similarity=sim,
         weights=weights,
         positive_weights=torch.where(positive, weights, zero),
         negative_weights=torch.where(negative, weights, zero),

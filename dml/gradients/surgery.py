@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dml.gradients.decompose import loss_and_pair_weights
 from dml.losses.base import PairLoss
-from dml.similarity import cosine_similarity_matrix, pair_masks
+from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, pair_masks
 from dml.utils import check_embeddings_and_labels
 from dml.utils.registry import did_you_mean
 
@@ -96,9 +97,8 @@ def _directional(unit: Tensor, weights: Tensor, direction: str) -> Tensor:
     sym = weights + weights.t()
     if direction == "cosine":
         return sym @ unit
-    dist = (2.0 - 2.0 * (unit @ unit.t())).clamp_min(_EPS).sqrt()
-    scaled = sym / dist
-    scaled = scaled - torch.diag_embed(torch.diagonal(scaled))   # f_i - f_i = 0: no self term
+    scaled = sym / euclidean_from_similarity(unit @ unit.t(), _EPS)
+    scaled.fill_diagonal_(0)   # f_i - f_i = 0: no self term
     return scaled @ unit - scaled.sum(dim=1, keepdim=True) * unit
 
 
@@ -156,11 +156,7 @@ class LossWeights:
         self.loss.observe(embeddings)
 
     def __call__(self, sim: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.enable_grad():
-            s = sim.detach().requires_grad_(True)
-            (weights,) = torch.autograd.grad(self.loss.from_similarity(s, labels), s, allow_unused=True)
-        if weights is None:
-            weights = torch.zeros_like(sim)
+        _, weights = loss_and_pair_weights(self.loss, sim, labels)
         return -weights, weights
 
 

@@ -10,7 +10,7 @@ from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, 
 from dml.utils import check_embeddings_and_labels
 
 __all__ = ["MetricLoss", "PairLoss", "cosine_similarity_matrix", "euclidean_from_similarity", "mean_of_positive",
-           "mean_or_zero", "pair_masks", "zero_loss"]
+           "mean_or_zero", "masked_logsumexp", "pair_masks", "zero_loss"]
 
 
 class MetricLoss(nn.Module):
@@ -89,3 +89,23 @@ def mean_or_zero(losses: Tensor, embeddings: Tensor) -> Tensor:
     if losses.numel() == 0:
         return zero_loss(embeddings)
     return losses.mean()
+
+
+def masked_logsumexp(x: Tensor, mask: Tensor, dim: int = -1, *, add_one: bool = False) -> Tensor:
+    """``log(sum_{mask} exp(x))`` along ``dim`` (``log(1 + sum ...)`` with ``add_one=True``), safe for empty masks.
+
+    Computed as ``m + log(sum(mask * exp(x - m)))`` with ``m`` the detached masked maximum (``max(m, 0)`` with
+    ``add_one``), so masked-out entries are never exponentiated: filling them with ``-inf`` or the most negative
+    float instead makes ``exp`` underflow on most of the matrix, which costs CPUs 20-60 times a normal ``exp``.
+    With ``add_one=True`` an empty mask gives exactly 0 with a zero gradient; without it, an arbitrary finite value
+    (with a zero gradient) that the caller must mask out.
+    """
+    with torch.no_grad():
+        peak = x.masked_fill(~mask, float("-inf")).amax(dim=dim, keepdim=True)
+        peak = peak.clamp_min(0.0) if add_one else torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    total = (torch.where(mask, x - peak, torch.zeros_like(x)).exp() * mask).sum(dim=dim, keepdim=True)
+    if add_one:
+        total = total + torch.exp(-peak)
+    else:
+        total = torch.where(mask.any(dim=dim, keepdim=True), total, torch.ones_like(total))
+    return (peak + total.log()).squeeze(dim)

@@ -36,8 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dml.losses.base import PairLoss, euclidean_from_similarity, pair_masks, zero_loss
-from dml.losses.multi_similarity import masked_logsumexp
+from dml.losses.base import PairLoss, euclidean_from_similarity, masked_logsumexp, pair_masks, zero_loss
 from dml.losses.registry import register
 
 _VARIANTS = ("original", "generalized")

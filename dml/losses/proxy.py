@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dml.losses.base import MetricLoss
-from dml.losses.multi_similarity import masked_logsumexp
+from dml.losses.base import MetricLoss, masked_logsumexp
 from dml.losses.registry import register
 
 _REMAP_HINT = ("Map the dataset's class ids to 0..C-1 once over the training set, e.g. "

@@ -111,9 +111,7 @@ class SCTLoss(PairLoss):
         hard_terms = self.lam * s_an[hard]
         easy_terms = nca_two_way(s_ap[easy], s_an[easy], self.temperature)
         if self.reduction == "separate":
-            if hard_terms.numel() == 0 and easy_terms.numel() == 0:
-                return zero_loss(sim)
-            return mean_or_zero(easy_terms, sim) + (hard_terms.mean() if hard_terms.numel() else zero_loss(sim))
+            return mean_or_zero(easy_terms, sim) + mean_or_zero(hard_terms, sim)
         count = hard_terms.numel() + easy_terms.numel()
         if count == 0:
             return zero_loss(sim)
