@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from dml.losses.base import PairLoss, mean_or_zero, pair_masks, zero_loss
 from dml.losses.registry import register
-from dml.mining import HardestNegativeMiner, Miner, Pairs, Triplets, resolve
+from dml.mining import Miner, Triplets, mine_triplets, resolve_triplet_rule
 
 _TRIPLETS = ("all", "hardest")
 _BLOCK_ELEMENTS = 2**22
@@ -87,19 +87,14 @@ class NCALoss(PairLoss):
         if triplets not in _TRIPLETS:
             raise ValueError(f"Unknown triplets={triplets!r} for the NCA loss; choose one of {list(_TRIPLETS)}, or "
                              "pass miner=... for another selection (e.g. miner='semihard').")
-        if miner is not None and triplets != "all":
-            raise ValueError(f"Pass either triplets={triplets!r} or miner=..., not both: a miner replaces the "
-                             "triplets rule.")
         self.temperature = temperature
         self.triplets = triplets
-        self.miner = HardestNegativeMiner(positives="hardest") if triplets == "hardest" else resolve(miner)
+        self.miner = resolve_triplet_rule(triplets, miner, loss="NCA triplet")
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.miner is None:
             return all_triplets_nca_mean(sim, labels, self.temperature)
-        mined = self.miner.mine(sim, labels)
-        if isinstance(mined, Pairs):
-            raise TypeError(f"The NCA triplet loss needs a triplet miner; {type(self.miner).__name__} returns Pairs.")
+        mined = mine_triplets(self.miner, sim, labels, loss="NCA triplet")
         return mean_or_zero(nca_triplet_losses(sim, mined, self.temperature), sim)
 
     def extra_repr(self) -> str:

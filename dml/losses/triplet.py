@@ -44,7 +44,7 @@ from torch import Tensor
 
 from dml.losses.base import PairLoss, mean_of_positive, mean_or_zero, pair_masks, zero_loss
 from dml.losses.registry import register
-from dml.mining import HardestNegativeMiner, Miner, Pairs, resolve
+from dml.mining import Miner, mine_triplets, resolve_triplet_rule
 from dml.mining.select import count_below, sort_negatives
 
 _TRIPLETS = ("all", "semihard", "hardest")
@@ -87,19 +87,14 @@ class TripletLoss(PairLoss):
                              f"choose one of {list(_REDUCTIONS)}.")
         if margin < 0:
             raise ValueError(f"The triplet margin must be >= 0; got {margin}.")
-        if miner is not None and triplets != "all":
-            raise ValueError(f"Pass either triplets={triplets!r} or miner=..., not both: a miner replaces the "
-                             "triplets rule.")
         self.margin = margin
         self.triplets = triplets
         self.reduction = reduction
-        self.miner = HardestNegativeMiner(positives="hardest") if triplets == "hardest" else resolve(miner)
+        self.miner = resolve_triplet_rule(triplets, miner, loss="triplet")
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.miner is not None:
-            mined = self.miner.mine(sim, labels)
-            if isinstance(mined, Pairs):
-                raise TypeError(f"The triplet loss needs a triplet miner; {type(self.miner).__name__} returns Pairs.")
+            mined = mine_triplets(self.miner, sim, labels, loss="triplet")
             losses = F.relu(sim[mined.anchor, mined.negative] - sim[mined.anchor, mined.positive] + self.margin)
             return (mean_of_positive if self.reduction == "nonzero" else mean_or_zero)(losses, sim)
         total, active, considered = batch_all_triplet_sums(sim, labels, self.margin,
