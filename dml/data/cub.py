@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, first_existing, not_found, read_rows
+from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found, read_rows
 from dml.data.registry import register
 
 NAME = "cub200"
@@ -49,10 +49,7 @@ class CUB200(ImageFileDataset):
                  transform: Transform | None = None, bbox_crop: bool = False, skip_corrupt: bool = False) -> None:
         check_split(split)
         directory = dataset_dir(NAME, root)
-        base = first_existing(directory, ["CUB_200_2011/images.txt", "images.txt"])
-        if base is None:
-            raise not_found(NAME, directory, directory / "CUB_200_2011" / "images.txt")
-        base = base.parent
+        base = locate_folder(NAME, directory, ["CUB_200_2011/images.txt", "images.txt"])
         files = {"images": base / "images.txt", "labels": base / "image_class_labels.txt"}
         if bbox_crop:
             files["boxes"] = base / "bounding_boxes.txt"

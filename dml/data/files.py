@@ -63,6 +63,15 @@ def not_found(name: str, directory: Path, missing: Path | str, detail: str = "")
         f"Then verify with `dml data check {name} --root {directory}`.")
 
 
+def locate_folder(name: str, directory: Path, candidates: Sequence[str]) -> Path:
+    """The folder holding the first of ``directory / c`` that exists; otherwise :func:`not_found` naming the first
+    candidate (the official layout)."""
+    found = first_existing(directory, candidates)
+    if found is None:
+        raise not_found(name, directory, directory / candidates[0])
+    return found.parent
+
+
 def first_existing(directory: Path, candidates: Sequence[str]) -> Path | None:
     """The first of ``directory / c`` that exists, or ``None``."""
     for candidate in candidates:

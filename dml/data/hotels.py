@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, first_existing, not_found
+from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found
 from dml.data.registry import register
 
 NAME = "hotels50k"
@@ -72,11 +72,8 @@ class Hotels50K(ImageFileDataset):
         if occlusion not in OCCLUSIONS:
             raise ValueError(f"Unknown occlusion {occlusion!r}; use one of {list(OCCLUSIONS)}.")
         directory = dataset_dir(NAME, root)
-        found = first_existing(directory, ["input/dataset/hotel_info.csv", "input/hotel_info.csv",
-                                            "dataset/hotel_info.csv"])
-        if found is None:
-            raise not_found(NAME, directory, directory / "input" / "dataset" / "hotel_info.csv")
-        meta = found.parent
+        meta = locate_folder(NAME, directory, ["input/dataset/hotel_info.csv", "input/hotel_info.csv",
+                                               "dataset/hotel_info.csv"])
         hotel_rows = _read_csv(meta / "hotel_info.csv", directory, HOTEL_COLUMNS)
         chain_of = {int(row["hotel_id"]): int(row["chain_id"]) for row in hotel_rows}
 

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, first_existing, not_found, read_rows
+from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found, read_rows
 from dml.data.registry import register
 
 NAME = "sop"
@@ -42,10 +42,7 @@ class StanfordOnlineProducts(ImageFileDataset):
                  transform: Transform | None = None, skip_corrupt: bool = False) -> None:
         check_split(split)
         directory = dataset_dir(NAME, root)
-        found = first_existing(directory, ["Stanford_Online_Products/Ebay_train.txt", "Ebay_train.txt"])
-        if found is None:
-            raise not_found(NAME, directory, directory / "Stanford_Online_Products" / "Ebay_train.txt")
-        base = found.parent
+        base = locate_folder(NAME, directory, ["Stanford_Online_Products/Ebay_train.txt", "Ebay_train.txt"])
         rows = []
         for part in (["train", "test"] if split == "all" else [split]):
             path = base / f"Ebay_{part}.txt"
