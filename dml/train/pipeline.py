@@ -175,7 +175,7 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device) ->
     if info.is_main:
         cache = caches[d.eval_split]
         batches = BatchSampler(SequentialSampler(range(len(cache))), config.eval.batch_size, drop_last=False)
-        eval_data = DataLoader(_CenterCropped(cache, eval_t), sampler=batches, batch_size=None)
+        eval_data = DataLoader(_CenterCropped(cache, eval_t, device), sampler=batches, batch_size=None)
 
     def loader_of(sampler: dml.data.PKSampler) -> CachedBatchLoader:
         # The training step is done with a batch before the next-but-one overwrites its buffer, so the loader may
@@ -185,14 +185,18 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device) ->
 
 
 class _CenterCropped(Dataset):
-    """Index with a list of positions: ``(test-transformed uint8 batch, labels)`` of a cache, one fancy index."""
+    """Index with a list of positions: ``(test-transformed uint8 batch, labels)`` of a cache, one fancy index.
 
-    def __init__(self, cache: Any, transform: CenterCropTransform) -> None:
-        self.cache, self.transform = cache, transform
+    The ``uint8`` batch moves to ``device`` first, so on a GPU the resize and crop run there (and only a quarter of
+    the ``float32`` bytes cross the bus)."""
+
+    def __init__(self, cache: Any, transform: CenterCropTransform, device: torch.device) -> None:
+        self.cache, self.transform, self.device = cache, transform, device
 
     def __len__(self) -> int:
         return len(self.cache)
 
     def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         index = np.asarray(indices, dtype=np.int64)
-        return self.transform(self.cache.batch(index)), torch.from_numpy(self.cache.labels[index])
+        return (self.transform(self.cache.batch(index).to(self.device, non_blocking=True)),
+                torch.from_numpy(self.cache.labels[index]))
