@@ -84,7 +84,10 @@ def test_embedding_diagnostics_gives_strict_json_and_the_same_numbers_as_each_fu
     out = embedding_diagnostics(x, labels, prefix="train_", bins=10, spectrum_ks=(1, 3))
     assert set(out) == {f"train_{key}" for key in ("hard_ratio", "margin", "mean_s_ap", "mean_s_an", "s_ap_hist",
                                                    "s_an_hist", "rho@1", "rho@3", "pi_intra", "pi_inter",
-                                                   "pi_ratio")}
+                                                   "pi_ratio", "mean_similarity")}
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cosines = xn @ xn.T
+    assert out["train_mean_similarity"] == pytest.approx(cosines[~np.eye(24, dtype=bool)].mean())   # the slow way
     assert out["train_rho@3"] == pytest.approx(spectral_decay(x, k=3).rho)
     assert out["train_hard_ratio"] == pytest.approx(triplet_space(x, labels).hard_ratio)
     assert sum(out["train_s_ap_hist"]) == 24 and len(out["train_s_an_hist"]) == 10
@@ -96,7 +99,8 @@ def test_embedding_diagnostics_gives_strict_json_and_the_same_numbers_as_each_fu
     named = embedding_diagnostics(x, np.array(list("abcdef"))[labels], prefix="train_", bins=10, spectrum_ks=(1, 3))
     assert named == out                                                  # string labels work the same
     all_pairs = embedding_diagnostics(x, labels, pairs="all", histograms=False, spectrum_ks=(), density=False)
-    assert set(all_pairs) == {"hard_ratio", "margin", "mean_s_ap", "mean_s_an"}
+    assert set(all_pairs) == {"hard_ratio", "margin", "mean_s_ap", "mean_s_an", "mean_similarity"}
+    assert degenerate["mean_similarity"] == pytest.approx(1 / 3)        # pairs: 1, 0, 0 (each counted twice)
 
 
 def test_max_points_subsamples_with_a_seeded_generator() -> None:

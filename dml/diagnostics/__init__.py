@@ -12,7 +12,7 @@
 """
 from dml.diagnostics.density import EmbeddingDensity, embedding_density, plot_density
 from dml.diagnostics.per_epoch import (diagnostics_callback, embedding_diagnostics, epoch_diagnostics,
-                                       plot_epoch_curves, plot_epoch_diagnostics)
+                                       mean_pairwise_similarity, plot_epoch_curves, plot_epoch_diagnostics)
 from dml.diagnostics.similarity_histograms import (SimilarityHistograms, anchor_histograms, histogram_edges,
                                                    histograms_from_history, plot_similarity_histograms,
                                                    similarity_histograms)
@@ -35,6 +35,7 @@ __all__ = [
     "histogram_edges",
     "histograms_from_history",
     "joint_tsne",
+    "mean_pairwise_similarity",
     "plot_density",
     "plot_epoch_curves",
     "plot_epoch_diagnostics",

@@ -11,7 +11,11 @@ One call embeds a dataset and returns, under ``{prefix}<name>`` keys:
 * ``rho@k`` for each requested ``k``: the spectral decay of Roth et al., "Revisiting Training Strategies and
   Generalization Performance in Deep Metric Learning", ICML 2020, arXiv:2002.08473
   (:mod:`dml.diagnostics.spectrum`);
-* ``pi_intra``, ``pi_inter``, ``pi_ratio``: their embedding-space density (:mod:`dml.diagnostics.density`).
+* ``pi_intra``, ``pi_inter``, ``pi_ratio``: their embedding-space density (:mod:`dml.diagnostics.density`);
+* ``mean_similarity``: the mean cosine similarity over all pairs of distinct images, the plainest collapse
+  indicator (1 when every embedding is the same direction), computed in O(N D) as
+  ``(‖Σ_i x̂_i‖² − N) / (N (N − 1))`` with ``x̂_i = x_i / ‖x_i‖``. Unlike the hard ratio it stays defined after a
+  collapse, when no anchor has a non-duplicate positive left.
 
 Non-finite numbers (e.g. a NaN hard ratio when no anchor has both a positive and a negative) become ``None`` so that
 ``metrics.json`` stays strict JSON. Usage with the trainer::
@@ -34,8 +38,8 @@ from dml.diagnostics.similarity_histograms import (anchor_histograms, histograms
 from dml.diagnostics.spectrum import spectral_decay
 from dml.diagnostics.triplet_space import triplet_space
 
-__all__ = ["diagnostics_callback", "embedding_diagnostics", "epoch_diagnostics", "plot_epoch_curves",
-           "plot_epoch_diagnostics"]
+__all__ = ["diagnostics_callback", "embedding_diagnostics", "epoch_diagnostics", "mean_pairwise_similarity",
+           "plot_epoch_curves", "plot_epoch_diagnostics"]
 
 
 def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pairs: str = "anchor", bins: int = 40,
@@ -67,7 +71,8 @@ def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pai
     else:
         hist = similarity_histograms(x, y, pairs=pairs, bins=bins, chunk_size=chunk_size)
     out: dict[str, Any] = {"hard_ratio": space.hard_ratio, "margin": hist.margin,
-                           "mean_s_ap": hist.mean_positive, "mean_s_an": hist.mean_negative}
+                           "mean_s_ap": hist.mean_positive, "mean_s_an": hist.mean_negative,
+                           "mean_similarity": mean_pairwise_similarity(x)}
     if histograms:
         out["s_ap_hist"] = hist.positive_counts.tolist()
         out["s_an_hist"] = hist.negative_counts.tolist()
@@ -77,6 +82,19 @@ def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pai
         result = embedding_density(x, y)
         out.update(pi_intra=result.pi_intra, pi_inter=result.pi_inter, pi_ratio=result.pi_ratio)
     return {prefix + key: _json_safe(value) for key, value in out.items()}
+
+
+def mean_pairwise_similarity(embeddings: Any) -> float:
+    """Mean cosine similarity over the ``N (N − 1)`` ordered pairs of distinct rows, in O(N D):
+    ``(‖Σ_i x̂_i‖² − N) / (N (N − 1))`` with ``x̂_i = x_i / ‖x_i‖``."""
+    x = as_float64_matrix(embeddings, None, min_rows=2)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("an embedding is the zero vector, so its cosine similarity is undefined; check the model "
+                         "output (a dead ReLU before the embedding layer?).")
+    total = (x / norms).sum(axis=0)
+    n = len(x)
+    return float((total @ total - n) / (n * (n - 1)))
 
 
 def epoch_diagnostics(model: Any, dataset: Any, *, batch_size: int = 256, device: Any = None,
