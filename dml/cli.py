@@ -4,9 +4,10 @@
 ``configs/``); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
 benchmark (or prints the manual steps), ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk and
 ``dml data cache NAME [--split S] [--size N]`` decodes a split once into a memory-mapped array for fast epochs.
-Bad usage (unknown option, unknown config key, wrong type, unknown dataset) exits with status 2 and a one-line
-explanation; a failure during the run exits with status 1 (for ``data check``: a missing, incomplete or corrupt
-dataset); ``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
+Bad usage (unknown option, unknown config key, wrong type, unknown dataset or dataset keyword) exits with
+status 2 and a one-line explanation; a failure during the run exits with status 1 (for ``data check``: a missing,
+incomplete or corrupt dataset; for ``train``: also an ``eval.protocol`` that the dataset's files cannot serve);
+``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
 Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 """
 from __future__ import annotations

@@ -54,6 +54,10 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> No
     (["train", str(SMOKE), "--set", "optim.lr"], "has no '='"),
     (["train", str(SMOKE), "--set", "train.epochs=two"], "'train.epochs' must be an integer"),
     (["train", str(SMOKE), "--set", "loss.name=tripplet"], "Did you mean 'triplet'"),
+    (["train", str(SMOKE), "--set", "data.kwargs.num_clases=4"],
+     "'data.kwargs': ['num_clases'] are not keyword arguments of dataset 'synthetic'. Did you mean 'num_clases' -> "
+     "'num_classes'? Valid keys: ['num_classes'"),
+    (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
 ])
 def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
@@ -67,6 +71,18 @@ def test_resume_without_checkpoint_exits_1(tmp_path: Path, capsys: pytest.Captur
     assert main(["train", str(SMOKE), "--resume", "--output-dir", str(tmp_path / "run"),
                  "--set", f"data.root={data}"]) == 1
     assert "Cannot resume" in capsys.readouterr().err
+
+
+def test_protocol_the_dataset_cannot_serve_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Synthetic data has no is_query mask; the pipeline finds out (before any training) and names the fix."""
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["train", str(SMOKE), "--output-dir", str(tmp_path / "run"), "--set", f"data.root={data}",
+                 "--set", "data.kwargs={num_classes: 4, images_per_class: 4, image_size: 16}",
+                 "--set", "eval.protocol=query-gallery"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dml train: error:") and "needs the per-image array 'is_query'" in err
+    assert "eval.protocol=self" in err and "Traceback" not in err
 
 
 def test_data_list_prints_builtin_datasets(capsys: pytest.CaptureFixture) -> None:

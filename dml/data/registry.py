@@ -44,6 +44,13 @@ def available() -> list[str]:
     return _REGISTRY.available()
 
 
+def keyword_arguments(name: str) -> list[str] | None:
+    """The dataset-specific keyword arguments that :func:`build` accepts for ``name`` (besides ``split``, ``root``
+    and ``transform``), or ``None`` when its factory takes any (``**kwargs``). Unknown names raise
+    :class:`UnknownDatasetError`."""
+    return keyword_names(_REGISTRY.get(name), exclude=_COMMON)
+
+
 def build(name: str, split: str = "train", root: str | os.PathLike | None = None,
           transform: Transform | None = None, **kw: Any) -> Dataset:
     """Construct the dataset registered as ``name``.

@@ -26,6 +26,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PIPELINES = ("tensor", "jpeg", "cached")
 CROPS = ("random-resized", "random")
+PROTOCOLS = ("auto", "self", "query-gallery", "hotels")
 
 
 class ConfigError(ValueError):
@@ -111,10 +112,28 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """Retrieval evaluation: ``recall@k`` for every ``k`` in ``ks`` and the metrics in ``include`` (see
+    :mod:`dml.eval.retrieval`), every ``every`` epochs, embedding ``batch_size`` images at a time.
+
+    ``protocol`` says who queries whom (:func:`dml.train.pipeline.resolve_protocol`):
+
+    * ``"self"``: every image of ``data.eval_split`` queries all the others (CUB-200-2011, Cars196, SOP);
+    * ``"query-gallery"``: the images of the evaluation split flagged ``is_query`` are ranked against the others
+      only, the In-Shop protocol of Liu et al., "DeepFashion: Powering Robust Clothes Recognition and Retrieval
+      with Rich Annotations", CVPR 2016 (:func:`dml.eval.query_gallery_metrics`);
+    * ``"hotels"``: the test photos are ranked against the *training* images, which share their hotel ids, the
+      Hotels-50K protocol of Stylianou et al., "Hotels-50K: A Global Hotel Recognition Dataset", AAAI 2019
+      (papers.md §7.2; :func:`dml.eval.hotel_retrieval_metrics`: hotel instance top-K for K in ``ks`` and chain
+      top-1/3/5, next to ``recall@k`` and the ``include`` metrics of the same test-vs-train ranking);
+    * ``"auto"`` (default): the dataset's own protocol, ``query-gallery`` for ``inshop``, ``hotels`` for
+      ``hotels50k`` and ``self`` for everything else (:data:`dml.train.pipeline.AUTO_PROTOCOL`).
+    """
+
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     every: int = 1
     batch_size: int = 256
     include: list[str] = field(default_factory=lambda: ["recall", "map@r", "r_precision", "nmi"])
+    protocol: str = "auto"
 
 
 @dataclass
@@ -159,6 +178,10 @@ class Config:
             (self.data.sampler.k >= 2, "data.sampler.k",
              f"must be >= 2 (a batch needs positives); got {self.data.sampler.k}"),
             (all(k >= 1 for k in self.eval.ks), "eval.ks", f"must be positive integers; got {self.eval.ks}"),
+            (self.eval.protocol in PROTOCOLS, "eval.protocol",
+             f"must be one of {list(PROTOCOLS)}; got {self.eval.protocol!r}."
+             f"{did_you_mean(self.eval.protocol, PROTOCOLS)} 'auto' picks the dataset's own protocol "
+             "(query-gallery for inshop, hotels for hotels50k, self otherwise)"),
             (d.pipeline in PIPELINES, "data.pipeline",
              f"must be one of {list(PIPELINES)}; got {d.pipeline!r}.{did_you_mean(d.pipeline, PIPELINES)}"
              " 'tensor' for datasets of fixed-size tensors (synthetic, digits), 'jpeg' or 'cached' for image files"),

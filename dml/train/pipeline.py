@@ -17,9 +17,24 @@ The released recipe of Xuan et al., "Hard negative examples are hard, but useful
 ``augment: {size: 256, crop: random, test_resize: 256, normalize: <dataset>}``: the cache is the ``Resize(281)``
 step (shorter side to 281, central square; see :mod:`dml.data.cache` for the one difference), so no resize is
 applied to the cached squares before the random crop.
+
+Evaluation protocol (``eval.protocol``, resolved by :func:`resolve_protocol`): what :class:`Evaluation` holds.
+
+* ``self``: the evaluation split; every image queries all the others (CUB-200-2011, Cars196, SOP).
+* ``query-gallery``: the evaluation split with its ``is_query`` mask, embedded once and split by the mask (In-Shop,
+  Liu et al., "DeepFashion", CVPR 2016: ``split="test"`` of :class:`dml.data.InShop` is queries then gallery).
+* ``hotels``: the test split (TraffickCam photos, the queries) with its ``chain_labels``, and a ``gallery`` of the
+  *training* images under the evaluation transform (centre crop; not the random training augmentation), with
+  theirs (Hotels-50K, Stylianou et al., AAAI 2019, papers.md §7.2). ``cached`` reuses the training cache for the
+  gallery, ``jpeg`` and ``tensor`` a copy of the training dataset with the evaluation transform.
+
+Only rank 0 builds evaluation data. Whether the dataset carries the arrays a protocol needs (``is_query``,
+``chain_labels``) is checked on the training split by every rank, so a mismatch fails everywhere with a
+:class:`~dml.train.config.ConfigError` instead of leaving the other ranks waiting.
 """
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -36,17 +51,58 @@ from dml.utils.registry import did_you_mean
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
+#: ``eval.protocol: auto``: the benchmarks whose own protocol is not self-retrieval; every other dataset is
+#: evaluated by ``self``-retrieval. In-Shop: queries against a separate gallery (Liu et al., CVPR 2016); Hotels-50K:
+#: test photos against the training images (Stylianou et al., AAAI 2019).
+AUTO_PROTOCOL = {"inshop": "query-gallery", "hotels50k": "hotels"}
+#: The per-image array of the evaluation split (and, for ``hotels``, of the training gallery) each protocol needs.
+PROTOCOL_ARRAY = {"query-gallery": "is_query", "hotels": "chain_labels"}
+_PROTOCOL_NAMES = {"self": "every image queries all the others", "query-gallery": "queries against a gallery",
+                   "hotels": "test photos against the training images"}
+
+
+def resolve_protocol(dataset: str, protocol: str = "auto") -> str:
+    """The evaluation protocol of ``eval.protocol`` for ``data.name = dataset``: ``auto`` becomes
+    :data:`AUTO_PROTOCOL`'s entry (``self`` when there is none); an explicit protocol is returned as it is."""
+    return AUTO_PROTOCOL.get(dataset, "self") if protocol == "auto" else protocol
+
+
+@dataclass
+class Evaluation:
+    """What :func:`dml.train.evaluate` needs for one ``protocol`` (see the module docstring).
+
+    Attributes:
+        protocol: ``"self"``, ``"query-gallery"`` or ``"hotels"`` (resolved).
+        data: The evaluation split for :func:`dml.eval.embed`, a dataset or a ``DataLoader`` of ready batches.
+        is_query: ``query-gallery``: one flag per item of ``data``, ``True`` for the queries.
+        chain_labels: ``hotels``: the chain id of each item of ``data`` (``-1``: no known chain).
+        gallery: ``hotels``: the training images under the evaluation transform (a dataset or ``DataLoader``).
+        gallery_chain_labels: ``hotels``: the chain id of each gallery item.
+    """
+
+    protocol: str
+    data: Any
+    is_query: np.ndarray | None = None
+    chain_labels: np.ndarray | None = None
+    gallery: Any = None
+    gallery_chain_labels: np.ndarray | None = None
+
 
 @dataclass
 class Pipeline:
     """What the trainer needs from the data: the training split (``labels``, ``num_classes``), its P×K
-    ``sampler``, the training ``loader`` of ``(images, labels)`` batches and ``eval_data`` for
-    :func:`dml.eval.embed` (a dataset or a ``DataLoader``; ``None`` where this process does not evaluate)."""
+    ``sampler``, the training ``loader`` of ``(images, labels)`` batches and the ``evaluation`` data
+    (``None`` where this process does not evaluate)."""
 
     train_set: Any
     sampler: dml.data.PKSampler
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
-    eval_data: Any
+    evaluation: Evaluation | None
+
+    @property
+    def eval_data(self) -> Any:
+        """The evaluation split for :func:`dml.eval.embed` (a dataset or a ``DataLoader``), or ``None``."""
+        return None if self.evaluation is None else self.evaluation.data
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's batches (and, for ``cached``, its augmentation seed)."""
@@ -59,6 +115,7 @@ class Pipeline:
 def check(config: Config) -> None:
     """Check the pipeline keys against the dataset before anything slow happens (``ConfigError``)."""
     d, a = config.data, config.data.augment
+    check_protocol(config)
     files = d.name in dml.data.CATALOG
     if d.pipeline == "tensor" and files:
         raise ConfigError(f"Config key 'data.pipeline': {d.name!r} is a benchmark of image files of different sizes, "
@@ -89,6 +146,27 @@ def check(config: Config) -> None:
             raise ConfigError(f"Config key 'data.augment.size': a {a.size}×{a.size} random crop does not fit in the "
                               f"{side}×{side} cached images; raise data.cache_size (or data.augment.resize) or lower "
                               "data.augment.size.")
+
+
+def check_protocol(config: Config) -> None:
+    """Check ``eval.protocol`` against ``data.name`` and ``data.eval_split`` (``ConfigError``).
+
+    A benchmark of the catalogue has one protocol of its own (:data:`AUTO_PROTOCOL`, else ``self``): naming
+    another one except ``self`` is an error. Other datasets are checked when the pipeline is built (they must carry
+    :data:`PROTOCOL_ARRAY`'s array). The queries of ``query-gallery`` and ``hotels`` are the test split."""
+    d, protocol = config.data, config.eval.protocol
+    resolved = resolve_protocol(d.name, protocol)
+    if resolved == "self":
+        return
+    own = AUTO_PROTOCOL.get(d.name, "self")
+    if d.name in dml.data.CATALOG and resolved != own:
+        raise ConfigError(f"Config key 'eval.protocol': {protocol!r} is not a protocol of dataset {d.name!r}, "
+                          f"whose evaluation is {own!r} ({_PROTOCOL_NAMES[own]}). Set eval.protocol=auto (or "
+                          f"self). Protocols by dataset: {AUTO_PROTOCOL}, every other one 'self'.")
+    if d.eval_split != "test":
+        raise ConfigError(f"Config key 'data.eval_split': protocol {resolved!r} takes its queries from the test "
+                          f"split, but data.eval_split is {d.eval_split!r}; set data.eval_split=test (or "
+                          "eval.protocol=self to evaluate another split by self-retrieval).")
 
 
 def normalization(config: Config, cache: Any = None) -> Stats:
@@ -128,19 +206,30 @@ def batch_transforms(config: Config, mean: Sequence[float], std: Sequence[float]
 def build(config: Config, *, info: distributed.DistInfo, device: torch.device) -> Pipeline:
     """Construct the datasets, sampler and loaders of ``config.data`` (evaluation data on rank 0 only)."""
     d = config.data
+    protocol = resolve_protocol(d.name, config.eval.protocol)
     if d.pipeline == "cached":
-        train_set, eval_data, loader_of = _cached(config, info, device)
+        train_set, evaluation, loader_of = _cached(config, info, device, protocol)
     else:
         train_t = eval_t = None
         if d.pipeline == "jpeg":
             train_t, eval_t = image_transforms(config, *normalization(config))
         train_set = dml.data.build(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
-        eval_data = None
+        _check_arrays(train_set, protocol, config)
+        evaluation = None
         if info.is_main:
-            eval_data = dml.data.build(d.name, split=d.eval_split, root=d.root, transform=eval_t, **d.kwargs)
-            if d.pipeline == "jpeg":
-                eval_data = DataLoader(eval_data, batch_size=config.eval.batch_size, shuffle=False,
-                                       num_workers=d.num_workers, pin_memory=device.type == "cuda")
+            eval_set = dml.data.build(d.name, split=d.eval_split, root=d.root, transform=eval_t, **d.kwargs)
+            gallery = None
+            if protocol == "hotels":
+                gallery = copy.copy(train_set)  # the same images and arrays, under the evaluation transform
+                gallery.transform = eval_t
+
+            def batches(dataset: Any) -> Any:
+                if d.pipeline == "tensor":
+                    return dataset
+                return DataLoader(dataset, batch_size=config.eval.batch_size, shuffle=False,
+                                  num_workers=d.num_workers, pin_memory=device.type == "cuda")
+            evaluation = _evaluation(protocol, config, eval_set, batches(eval_set), gallery,
+                                     None if gallery is None else batches(gallery))
 
         def loader_of(sampler: dml.data.PKSampler) -> DataLoader:
             return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
@@ -153,10 +242,39 @@ def build(config: Config, *, info: distributed.DistInfo, device: torch.device) -
         raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
                          f"{len(np.unique(train_set.labels))} classes) with p={s.p}, k={s.k}; lower data.sampler.p "
                          "or use more classes.")
-    return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), eval_data=eval_data)
+    return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), evaluation=evaluation)
 
 
-def _cached(config: Config, info: distributed.DistInfo, device: torch.device) -> tuple[Any, Any, Callable]:
+def _check_arrays(train_set: Any, protocol: str, config: Config) -> None:
+    """``ConfigError`` unless the dataset carries the per-image array ``protocol`` needs (checked on the training
+    split, which every rank builds; the evaluation split is the same dataset class)."""
+    name = PROTOCOL_ARRAY.get(protocol)
+    if name is None or getattr(train_set, name, None) is not None:
+        return
+    raise ConfigError(f"Config key 'eval.protocol': {protocol!r} needs the per-image array {name!r} "
+                      f"({_PROTOCOL_NAMES[protocol]}), which dataset {config.data.name!r} does not have; set "
+                      f"eval.protocol=self (or auto). Protocols by dataset: {AUTO_PROTOCOL}.")
+
+
+def _evaluation(protocol: str, config: Config, eval_set: Any, data: Any, gallery_set: Any = None,
+                gallery: Any = None) -> Evaluation:
+    """The :class:`Evaluation` of ``protocol`` with its arrays read from ``eval_set`` (and ``gallery_set``)."""
+    if protocol == "self":
+        return Evaluation(protocol, data)
+    if protocol == "query-gallery":
+        is_query = np.asarray(eval_set.is_query, dtype=bool)
+        if is_query.all() or not is_query.any():
+            raise ValueError(f"Protocol 'query-gallery' needs queries and gallery items in split "
+                             f"{config.data.eval_split!r} of {config.data.name!r}, but its {len(is_query)} images are "
+                             f"{'all' if is_query.all() else 'none of them'} queries; check data.eval_split (the test "
+                             "split holds both) and data.kwargs (no 'subset').")
+        return Evaluation(protocol, data, is_query=is_query)
+    return Evaluation(protocol, data, chain_labels=np.asarray(eval_set.chain_labels, dtype=np.int64), gallery=gallery,
+                      gallery_chain_labels=np.asarray(gallery_set.chain_labels, dtype=np.int64))
+
+
+def _cached(config: Config, info: distributed.DistInfo, device: torch.device, protocol: str
+            ) -> tuple[Any, Evaluation | None, Callable]:
     d = config.data
     splits = ["train"] + ([d.eval_split] if info.is_main and d.eval_split != "train" else [])
     common = dict(size=d.cache_size, root=d.root, **d.kwargs)
@@ -170,18 +288,23 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device) ->
     if not info.is_main:  # rank 0 has just verified the caches against the files
         caches = {split: dml.data.open_cache(d.name, split=split, verify=False, **common) for split in splits}
     train_set = caches["train"]
+    _check_arrays(train_set, protocol, config)  # the cache restores the source's per-image arrays
     train_t, eval_t = batch_transforms(config, *normalization(config, train_set))
-    eval_data = None
+    evaluation = None
     if info.is_main:
+        def batches(cache: Any) -> DataLoader:
+            indices = BatchSampler(SequentialSampler(range(len(cache))), config.eval.batch_size, drop_last=False)
+            return DataLoader(_CenterCropped(cache, eval_t, device), sampler=indices, batch_size=None)
+
         cache = caches[d.eval_split]
-        batches = BatchSampler(SequentialSampler(range(len(cache))), config.eval.batch_size, drop_last=False)
-        eval_data = DataLoader(_CenterCropped(cache, eval_t, device), sampler=batches, batch_size=None)
+        gallery = batches(train_set) if protocol == "hotels" else None  # the training squares, centre-cropped
+        evaluation = _evaluation(protocol, config, cache, batches(cache), train_set, gallery)
 
     def loader_of(sampler: dml.data.PKSampler) -> CachedBatchLoader:
         # The training step is done with a batch before the next-but-one overwrites its buffer, so the loader may
         # reuse two buffers: this saves the page faults of a fresh batch allocation (benchmarks/README.md).
         return CachedBatchLoader(train_set, sampler, train_t, device=device, seed=config.seed, reuse_buffers=True)
-    return train_set, eval_data, loader_of
+    return train_set, evaluation, loader_of
 
 
 class _CenterCropped(Dataset):

@@ -11,6 +11,27 @@ Outputs in ``config.output_dir`` (rank 0 only):
 Data: ``config.data.pipeline`` picks how batches are made (fixed-size tensors, per-image transforms of image
 files, or a decoded cache augmented batch by batch); :mod:`dml.train.pipeline` builds them.
 
+Evaluation (:func:`evaluate`) follows each benchmark's published protocol, ``config.eval.protocol`` (``auto``
+picks it from ``data.name``; :data:`dml.train.pipeline.AUTO_PROTOCOL`):
+
+* ``self`` (CUB-200-2011, Cars196, SOP, synthetic data): every image of the evaluation split queries all the others,
+  :func:`dml.eval.retrieval_metrics`: ``recall@k`` for ``k`` in ``eval.ks``, ``map@r``, ``r_precision``, ``nmi``;
+* ``query-gallery`` (In-Shop; Liu et al., "DeepFashion: Powering Robust Clothes Recognition and Retrieval with Rich
+  Annotations", CVPR 2016): the test split is embedded once and its query images are ranked against its gallery
+  images only, :func:`dml.eval.query_gallery_metrics`, with the same keys;
+* ``hotels`` (Hotels-50K; Stylianou et al., "Hotels-50K: A Global Hotel Recognition Dataset", AAAI 2019,
+  papers.md §7.2): the test photos are ranked against the *training* images (same hotel ids), giving
+  :func:`dml.eval.hotel_retrieval_metrics`'s ``instance@K`` (K from ``eval.ks``), ``chain@1``, ``chain@3``,
+  ``chain@5`` and ``num_queries_with_chain``, plus the ``eval.include`` metrics of the same test-vs-train ranking
+  from :func:`dml.eval.query_gallery_metrics` (``recall@k``, ``map@r``, ...). ``recall@K`` is not an alias of
+  ``instance@K``: the released Hotels-50K code averages over *all* queries, so a test photo whose hotel has no
+  training image on disk (a rotted URL) counts as a miss, while ``recall@K`` averages over the queries with a
+  positive (``num_queries_without_positives`` counts the others), so
+  ``instance@K = recall@K · (1 − num_queries_without_positives / num_queries)``; they are equal when every test
+  hotel has a training image. Every ``eval.include`` metric costs a ranking of the test photos against the whole
+  training set (about a million images for the full release); ``nmi`` clusters both sets into as many clusters as
+  hotels, so full-size runs should set ``eval.include: [recall]``.
+
 Exact resumption: the P×K sampler (and the cached pipeline's batch augmentation) is re-seeded from
 ``(seed, epoch)`` every epoch and the RNG states are restored, so on CPU a run killed after any epoch and resumed
 with ``resume=True`` ends with exactly the metrics of an uninterrupted run (with ``data.num_workers = 0``; worker
@@ -20,6 +41,7 @@ injection the resume test uses.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -34,14 +56,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 import dml.data
 import dml.eval
 import dml.losses
 import dml.models
+from dml.data.registry import keyword_arguments
 from dml.train import distributed, pipeline
-from dml.train.config import Config, ConfigError, OptimConfig, dump, from_dict, to_dict
+from dml.train.config import PROTOCOLS, Config, ConfigError, OptimConfig, dump, from_dict, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
 from dml.utils.registry import did_you_mean
 
@@ -133,6 +157,15 @@ def preflight(config: Config) -> None:
     if unknown:
         raise ConfigError(f"Config key 'loss.kwargs': {unknown} are not hyperparameters of loss "
                           f"{config.loss.name!r}; valid ones (with defaults): {valid}.")
+    accepted = keyword_arguments(config.data.name)  # None: the dataset takes any keyword
+    unknown = [] if accepted is None else sorted(set(config.data.kwargs) - set(accepted))
+    if unknown:
+        close = [f"{key!r} -> {match[0]!r}" for key in unknown
+                 if (match := difflib.get_close_matches(key, accepted, n=1))]
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"Config key 'data.kwargs': {unknown} are not keyword arguments of dataset "
+                          f"{config.data.name!r}.{hint} Valid keys: {accepted or '(none)'} (split, root and "
+                          "transform are set by the pipeline).")
 
 
 def train(config: Config, *, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
@@ -256,7 +289,7 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
         scheduler.step()
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "lr": lr}
         if config.eval.every and epoch % config.eval.every == 0 and info.is_main:
-            record.update(evaluate(model, data.eval_data, config, device))
+            record.update(evaluate(model, data.evaluation, config, device))
         if on_epoch_end is not None and info.is_main:
             rng = _get_rng_state()
             extra = on_epoch_end(epoch, model)
@@ -278,23 +311,71 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     final: dict[str, Any] = dict(history[-1]) if history else {}
     if info.is_main:
         if not any(key not in ("epoch", "loss", "lr") for key in final):
-            final.update(evaluate(model, data.eval_data, config, device))
+            final.update(evaluate(model, data.evaluation, config, device))
         atomic_save_json({"epochs": history, "final": final}, out / "metrics.json")
         log("final: " + _summary(final, None))
     distributed.barrier()
     return final
 
 
-def evaluate(model: nn.Module, dataset: Any, config: Config, device: torch.device) -> dict[str, float | int]:
-    """Retrieval metrics of ``model`` on ``dataset`` (``config.eval``: ks, include, batch_size).
+def evaluate(model: nn.Module, data: Any, config: Config, device: torch.device) -> dict[str, float | int]:
+    """Retrieval metrics of ``model`` under the evaluation protocol (``config.eval``: protocol, ks, include,
+    batch_size; the protocols and their keys are in the module docstring).
 
-    ``dataset`` is a dataset of fixed-size tensors or a ``DataLoader`` of ready batches (the ``jpeg`` and
-    ``cached`` pipelines' centre-cropped, normalised evaluation split; see :mod:`dml.train.pipeline`).
+    ``data`` is the :class:`~dml.train.pipeline.Evaluation` that :func:`dml.train.pipeline.build` makes, or the
+    evaluation split alone (a dataset of fixed-size tensors or a ``DataLoader`` of ready batches), evaluated under
+    ``config.eval.protocol`` resolved for ``config.data.name``: ``query-gallery`` then reads the dataset's
+    ``is_query`` mask; ``hotels`` needs the training gallery and hence an ``Evaluation``.
     """
-    embeddings, labels = dml.eval.embed(model, dataset, batch_size=config.eval.batch_size, device=device)
-    metrics = dml.eval.retrieval_metrics(embeddings, labels, ks=tuple(config.eval.ks), metric="cosine",
-                                         include=tuple(config.eval.include), seed=config.seed)
+    if not isinstance(data, pipeline.Evaluation):
+        data = _as_evaluation(data, config)
+    batch, ks, include = config.eval.batch_size, tuple(config.eval.ks), tuple(config.eval.include)
+    embeddings, labels = dml.eval.embed(model, data.data, batch_size=batch, device=device)
+    if data.protocol == "self":
+        metrics = dml.eval.retrieval_metrics(embeddings, labels, ks=ks, metric="cosine", include=include,
+                                             seed=config.seed)
+    elif data.protocol == "query-gallery":
+        mask = np.asarray(data.is_query, dtype=bool)
+        if len(mask) != len(labels):
+            raise ValueError(f"is_query has {len(mask)} flags for {len(labels)} evaluation images; pass the mask "
+                             "of the evaluated split.")
+        q = torch.from_numpy(mask)
+        metrics = dml.eval.query_gallery_metrics(embeddings[q], labels[mask], embeddings[~q], labels[~mask], ks=ks,
+                                                 metric="cosine", include=include, seed=config.seed)
+    elif data.protocol == "hotels":
+        gallery, gallery_labels = dml.eval.embed(model, data.gallery, batch_size=batch, device=device)
+        top = max(ks + dml.eval.hotels.CHAIN_KS)
+        if top > len(gallery_labels):
+            raise ValueError(f"Hotels-50K top-K accuracy needs K <= the gallery size ({len(gallery_labels)} training "
+                             f"images); eval.ks is {list(ks)} and the chain accuracy uses K = "
+                             f"{list(dml.eval.hotels.CHAIN_KS)}. Lower eval.ks or train on more images.")
+        metrics = dml.eval.query_gallery_metrics(embeddings, labels, gallery, gallery_labels, ks=ks, metric="cosine",
+                                                 include=include, seed=config.seed)
+        metrics.update(dml.eval.hotel_retrieval_metrics(
+            embeddings, gallery, labels, gallery_labels, data.chain_labels, data.gallery_chain_labels,
+            metric="cosine", top=top, instance_ks=ks, chain_ks=dml.eval.hotels.CHAIN_KS))
+    else:
+        raise ValueError(f"Unknown evaluation protocol {data.protocol!r}; use one of {list(PROTOCOLS[1:])}.")
     return {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
+
+
+def _as_evaluation(data: Any, config: Config) -> pipeline.Evaluation:
+    """Wrap a bare evaluation split for :func:`evaluate` under the config's protocol."""
+    protocol = pipeline.resolve_protocol(config.data.name, config.eval.protocol)
+    if protocol == "self":
+        return pipeline.Evaluation(protocol, data)
+    if protocol == "query-gallery":
+        dataset = data.dataset if isinstance(data, DataLoader) else data
+        is_query = getattr(dataset, "is_query", None)
+        if is_query is None:
+            raise ValueError(f"Protocol 'query-gallery' (eval.protocol={config.eval.protocol!r}) needs the "
+                             f"evaluation split's is_query mask, which {type(dataset).__name__} does not have; pass "
+                             "a dataset with is_query (e.g. dml.data.build('inshop', split='test')), a "
+                             "dml.train.pipeline.Evaluation, or set eval.protocol=self.")
+        return pipeline.Evaluation(protocol, data, is_query=np.asarray(is_query, dtype=bool))
+    raise ValueError(f"Protocol {protocol!r} ranks the test split against the training images, so evaluate() needs "
+                     "a dml.train.pipeline.Evaluation with the gallery (dml.train.pipeline.build makes it), not the "
+                     "test split alone; or set eval.protocol=self.")
 
 
 def _checkpoint(epoch: int, config: Config, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -323,17 +404,30 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
-    differences = [key for key in sorted(set(_flatten(saved)) | set(_flatten(current)))
-                   if key not in RESUME_MAY_DIFFER and _flatten(saved).get(key) != _flatten(current).get(key)]
+    """``ValueError`` naming every key (outside :data:`RESUME_MAY_DIFFER`) in which the configs differ.
+    ``eval.protocol`` is compared resolved (``auto`` on ``cub200`` is ``self``), i.e. by what it evaluates."""
+    saved, current = _flatten(saved), _flatten(current)
+    for flat in (saved, current):
+        if "eval.protocol" in flat and "data.name" in flat:
+            flat["eval.protocol"] = pipeline.resolve_protocol(flat["data.name"], flat["eval.protocol"])
+    differences = [key for key in sorted(set(saved) | set(current))
+                   if key not in RESUME_MAY_DIFFER and saved.get(key) != current.get(key)]
     if differences:
-        details = ", ".join(f"{k}: {_flatten(saved).get(k)!r} -> {_flatten(current).get(k)!r}" for k in differences)
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differences)
+        hint = (" A checkpoint written before eval.protocol existed was evaluated by self-retrieval; continue it "
+                "with --set eval.protocol=self." if "eval.protocol" in differences else "")
         raise ValueError(f"Cannot resume: the config differs from the checkpoint's in {details}. Resume with the "
-                         "original config (the run folder's config.yaml), or start a fresh run in another folder.")
+                         "original config (the run folder's config.yaml), or start a fresh run in another folder."
+                         + hint)
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's config with the keys added since it was written set to their defaults (which reproduce the
-    older behaviour), so older checkpoints stay resumable."""
+    older behaviour), so older checkpoints stay resumable. ``eval.protocol`` is the exception: before it existed
+    every run was evaluated by self-retrieval, so a missing one is ``self`` (which ``auto`` equals for every
+    dataset but ``inshop`` and ``hotels50k``)."""
+    if isinstance(saved.get("eval"), dict) and "protocol" not in saved["eval"]:
+        saved = {**saved, "eval": {**saved["eval"], "protocol": "self"}}
     try:
         return to_dict(from_dict(saved))
     except ConfigError:
