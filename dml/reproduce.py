@@ -322,7 +322,8 @@ def published_tables(experiment: Experiment, dataset: str | None = None) -> list
 def comparison_table(experiment: Experiment, dataset: str, *, recorded: Mapping[str, Any] | None = None,
                      columns: Mapping[str, str]) -> Any:
     """A pandas DataFrame of R@K-style numbers, one row per (source, method): every published table of
-    ``dataset`` whose columns include ``columns``' labels, then this suite's ``recorded`` full run (if any).
+    ``dataset`` that has at least one of ``columns``' labels (the others show "–"), then this suite's
+    ``recorded`` full run (if any).
 
     ``columns`` maps a table column label (``"R@1"``) to the recorded metric (``"recall@1"``); recorded values are
     shown in percent as ``mean ± std``, like the released README.
@@ -331,6 +332,8 @@ def comparison_table(experiment: Experiment, dataset: str, *, recorded: Mapping[
 
     rows = []
     for table in published_tables(experiment, dataset):
+        if not set(table["columns"]) & set(columns):
+            continue
         for method, values in table["rows"].items():
             cells = dict(zip(table["columns"], values))
             rows.append({"source": f"{table['title']} [{table['source']}]", "method": method,

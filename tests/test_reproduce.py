@@ -251,3 +251,10 @@ def test_a_malformed_published_table_is_refused(tmp_path: Path) -> None:
     (tmp_path / "toy" / "published.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match=r"lacks \['source'\]"):
         published_tables(experiment)
+
+
+def test_tables_without_a_requested_column_are_left_out(experiment) -> None:
+    table = comparison_table(experiment, "bench", columns={"chain R@1": "chain@1"})
+    assert table.empty
+    table = comparison_table(experiment, "bench", columns={"R@2": "recall@2", "R@4": "recall@4"})
+    assert table["R@2"].tolist() == [69.8, "collapse"] and table["R@4"].tolist() == ["–", "–"]
