@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 
 import dml.data
 import dml.eval
+import dml.models
 from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, CenterCropTransform
 from dml.eval.hotels import CHAIN_KS
 from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
@@ -294,3 +295,34 @@ def test_resume_compares_the_protocol_by_what_it_evaluates() -> None:
     with pytest.raises(ValueError, match=r"eval.protocol: 'self' -> 'query-gallery'.*--set eval.protocol=self"):
         _check_resumable(_with_defaults(old), inshop)
     _check_resumable(_with_defaults(old), self_retrieval)
+
+
+def test_whole_classes_keeps_complete_classes_under_the_limit() -> None:
+    labels = np.repeat(np.arange(10), [3, 1, 4, 2, 5, 2, 3, 1, 2, 4])
+    keep = pipeline.whole_classes(labels, 9, seed=3)
+    assert len(keep) <= 9 and np.all(np.diff(keep) > 0)
+    for c in np.unique(labels[keep]):                       # every kept class is kept whole
+        assert np.array_equal(np.flatnonzero(labels == c), keep[labels[keep] == c])
+    assert np.array_equal(keep, pipeline.whole_classes(labels, 9, seed=3))          # seeded
+    assert np.array_equal(pipeline.whole_classes(labels, None), np.arange(len(labels)))
+    assert np.array_equal(pipeline.whole_classes(labels, 100), np.arange(len(labels)))
+    with pytest.raises(ValueError, match="at least 2"):
+        pipeline.whole_classes(labels, 1)
+    with pytest.raises(ValueError, match="smaller than every class"):
+        pipeline.whole_classes(np.repeat([0, 1], 5), 4)
+
+
+@pytest.mark.parametrize("pipeline_name", ["jpeg", "cached"])
+def test_evaluation_split_serves_what_the_trainer_evaluates(benchmarks: Path, pipeline_name: str) -> None:
+    config = from_dict(_config(benchmarks, "inshop", pipeline_name, protocol="self"))
+    model = dml.models.build("small_cnn", embedding_dim=2, backbone_kwargs={"widths": [4, 4]}).eval()
+    built = pipeline.build(config, info=distributed.env_info(), device=torch.device("cpu"))
+    expected, expected_labels = dml.eval.embed(model, built.eval_data)
+    data, labels = pipeline.evaluation_split(config, "test")
+    x, y = dml.eval.embed(model, data)
+    assert torch.equal(x, expected) and np.array_equal(labels, expected_labels) and np.array_equal(y, labels)
+    part, part_labels = pipeline.evaluation_split(config, "test", max_items=6, seed=1)
+    px, py = dml.eval.embed(model, part)
+    rows = pipeline.whole_classes(labels, 6, seed=1)
+    assert np.array_equal(part_labels, labels[rows]) and np.array_equal(py, part_labels)
+    assert torch.allclose(px, expected[torch.from_numpy(rows)])

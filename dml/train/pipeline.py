@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
 
 import dml.data
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
@@ -243,6 +243,68 @@ def build(config: Config, *, info: distributed.DistInfo, device: torch.device) -
                          f"{len(np.unique(train_set.labels))} classes) with p={s.p}, k={s.k}; lower data.sampler.p "
                          "or use more classes.")
     return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), evaluation=evaluation)
+
+
+def whole_classes(labels: Sequence[int] | np.ndarray, max_items: int | None, *, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_items`` items made of whole classes, drawn in a seeded random class order
+    (a class that no longer fits is skipped), so that every kept item keeps all its positives; every index when
+    ``max_items`` is ``None`` or not smaller than ``len(labels)``."""
+    labels = np.asarray(labels)
+    if max_items is None or len(labels) <= max_items:
+        return np.arange(len(labels))
+    if max_items < 2:
+        raise ValueError(f"max_items={max_items} cannot hold a class with a positive pair; use at least 2 or None.")
+    order = np.argsort(labels, kind="stable")
+    _, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    keep, total = [], 0
+    for c in np.random.default_rng(seed).permutation(len(starts)):
+        if total + counts[c] <= max_items:
+            keep.append(order[starts[c]:starts[c] + counts[c]])
+            total += counts[c]
+    if not keep:
+        raise ValueError(f"max_items={max_items} is smaller than every class (smallest {counts.min()} items); raise it.")
+    return np.sort(np.concatenate(keep))
+
+
+def evaluation_split(config: Config, split: str, *, device: torch.device | str = "cpu", max_items: int | None = None,
+                     seed: int = 0) -> tuple[Any, np.ndarray]:
+    """One split of ``config.data`` as the evaluation sees it (no augmentation; ``Resize → CenterCrop`` for image
+    files), ready for :func:`dml.eval.embed`, and its labels, in the same order.
+
+    For diagnostics of a run (e.g. the training split's triplet space after every epoch): ``max_items`` keeps a
+    seeded random set of whole classes (:func:`whole_classes`), so a million-image split costs what a few thousand
+    images do. The cached pipeline reuses (or builds) the split's cache.
+    """
+    view = copy.deepcopy(config)
+    view.data.eval_split, view.eval.protocol = split, "self"
+    device = torch.device(device)
+    if view.data.pipeline == "cached":
+        cache = dml.data.build_cache(view.data.name, split=split, size=view.data.cache_size, root=view.data.root,
+                                     workers=view.data.cache_workers, progress=False, **view.data.kwargs)
+        cache = dml.data.CachedDataset(cache)
+        _, test_t = batch_transforms(config, *normalization(config, _training_cache(view)))
+        labels = np.asarray(cache.labels)
+        keep = whole_classes(labels, max_items, seed=seed)
+        batches = BatchSampler(keep.tolist(), view.eval.batch_size, drop_last=False)
+        return DataLoader(_CenterCropped(cache, test_t, device), sampler=batches, batch_size=None), labels[keep]
+    eval_t = image_transforms(view, *normalization(view))[1] if view.data.pipeline == "jpeg" else None
+    dataset = dml.data.build(view.data.name, split=split, root=view.data.root, transform=eval_t, **view.data.kwargs)
+    labels = np.asarray(dataset.labels)
+    keep = whole_classes(labels, max_items, seed=seed)
+    subset = dataset if len(keep) == len(labels) else Subset(dataset, keep.tolist())
+    if view.data.pipeline == "tensor":
+        return subset, labels[keep]
+    return DataLoader(subset, batch_size=view.eval.batch_size, shuffle=False, num_workers=view.data.num_workers,
+                      pin_memory=device.type == "cuda"), labels[keep]
+
+
+def _training_cache(config: Config) -> Any:
+    """The training split's cache when the normalisation reads its statistics (``normalize: cache``), else None."""
+    if config.data.augment.normalize != "cache":
+        return None
+    d = config.data
+    return dml.data.CachedDataset(dml.data.build_cache(d.name, split="train", size=d.cache_size, root=d.root,
+                                                       workers=d.cache_workers, progress=False, **d.kwargs))
 
 
 def _check_arrays(train_set: Any, protocol: str, config: Config) -> None:
