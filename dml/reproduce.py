@@ -185,11 +185,12 @@ def load_experiment(folder: str | Path) -> Experiment:
                       methods=methods, dataset_methods=dataset_methods, profiles=profiles)
 
 
-def check_device(experiment: Experiment, profile: str) -> None:
-    """Refuse a GPU profile without CUDA: the full recipe would take weeks on a CPU."""
+def check_device(config: Config, *, profile: str) -> None:
+    """Refuse a run whose config asks for CUDA on a machine without it, before anything is built: the full recipe
+    would take weeks on a CPU. (An explicit ``device=cpu`` override, e.g. for a plumbing test, is honoured.)"""
     import torch
 
-    if experiment.profile(profile).device == "cuda" and not torch.cuda.is_available():
+    if config.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"profile={profile!r} runs the released recipe (ResNet-50, the real benchmark) and needs a "
                            "CUDA GPU, but torch.cuda.is_available() is False. On Colab choose Runtime → Change "
                            "runtime type → GPU; on a CPU use profile='medium' (built-in data, minutes).")
@@ -208,7 +209,6 @@ def run_methods(experiment: Experiment, methods: Sequence[str], *, dataset: str,
     """
     from dml.train import train
 
-    check_device(experiment, profile)
     if not seeds:
         raise ValueError("seeds is empty; give at least one seed.")
     runs: dict[str, list[RunResult]] = {}
@@ -218,6 +218,7 @@ def run_methods(experiment: Experiment, methods: Sequence[str], *, dataset: str,
             folder = Path(output_dir) / _slug(method) / f"seed{seed}"
             config = experiment.config(method, dataset=dataset, profile=profile, seed=seed, output_dir=folder,
                                        overrides=overrides)
+            check_device(config, profile=profile)
             resolved = to_dict(config)
             previous = _previous_run(folder, resolved)
             if previous == "finished":

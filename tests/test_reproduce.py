@@ -126,7 +126,9 @@ def test_bare_names_find_the_repository_notebooks() -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_the_gpu_profile_refuses_to_run_on_a_cpu(experiment, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="needs a CUDA GPU.*profile='medium'"):
-        run_methods(experiment, ["SCT"], dataset="bench", profile="full", seeds=[0], output_dir=tmp_path)
+        run_methods(experiment, ["SCT"], dataset="bench", profile="full", seeds=[0], output_dir=tmp_path / "runs",
+                    overrides=["device=cuda"])
+    assert not (tmp_path / "runs").exists()                                   # refused before anything was written
 
 
 def test_runs_train_every_method_and_seed_then_reuse_finished_runs(experiment, tmp_path: Path) -> None:
