@@ -28,6 +28,9 @@ Evaluation protocol (``eval.protocol``, resolved by :func:`resolve_protocol`): w
   theirs (Hotels-50K, Stylianou et al., AAAI 2019, papers.md §7.2). ``cached`` reuses the training cache for the
   gallery, ``jpeg`` and ``tensor`` a copy of the training dataset with the evaluation transform.
 
+:func:`evaluation_split` serves any one split the way the evaluation sees it (optionally a seeded set of whole
+classes, :func:`whole_classes`), for diagnostics such as the per-epoch triplet space of the training images.
+
 Only rank 0 builds evaluation data. Whether the dataset carries the arrays a protocol needs (``is_query``,
 ``chain_labels``) is checked on the training split by every rank, so a mismatch fails everywhere with a
 :class:`~dml.train.config.ConfigError` instead of leaving the other ranks waiting.
