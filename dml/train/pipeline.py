@@ -285,7 +285,8 @@ def evaluation_split(config: Config, split: str, *, device: torch.device | str =
         cache = dml.data.build_cache(view.data.name, split=split, size=view.data.cache_size, root=view.data.root,
                                      workers=view.data.cache_workers, progress=False, **view.data.kwargs)
         cache = dml.data.CachedDataset(cache)
-        _, test_t = batch_transforms(config, *normalization(config, _training_cache(view)))
+        training = cache if split == "train" else _training_cache(view)   # verify each cache once
+        _, test_t = batch_transforms(view, *normalization(view, training))
         labels = np.asarray(cache.labels)
         keep = whole_classes(labels, max_items, seed=seed)
         batches = BatchSampler(keep.tolist(), view.eval.batch_size, drop_last=False)
