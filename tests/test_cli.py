@@ -55,8 +55,8 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> No
     (["train", str(SMOKE), "--set", "train.epochs=two"], "'train.epochs' must be an integer"),
     (["train", str(SMOKE), "--set", "loss.name=tripplet"], "Did you mean 'triplet'"),
     (["train", str(SMOKE), "--set", "data.kwargs.num_clases=4"],
-     "'data.kwargs': ['num_clases'] are not keyword arguments of dataset 'synthetic'. Did you mean 'num_clases' -> "
-     "'num_classes'? Valid keys: ['num_classes'"),
+     "'data.kwargs': Dataset 'synthetic' got unexpected keyword argument(s) 'num_clases'. Closest: 'num_clases' -> "
+     "'num_classes'. Accepted: num_classes, "),
     (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
 ])
 def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:

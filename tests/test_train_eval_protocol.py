@@ -252,12 +252,12 @@ def test_protocol_needing_an_array_the_dataset_lacks_fails_before_training(tmp_p
 
 
 def test_unknown_data_kwargs_name_the_key_the_dataset_and_the_valid_keys() -> None:
-    with pytest.raises(ConfigError, match=r"'data.kwargs': \['num_clases'\] are not keyword arguments of dataset "
-                                          r"'synthetic'\. Did you mean 'num_clases' -> 'num_classes'\? Valid keys: "
-                                          r"\['num_classes', "):
+    with pytest.raises(ConfigError, match=r"'data.kwargs': Dataset 'synthetic' got unexpected keyword argument\(s\) "
+                                          r"'num_clases'\. Closest: 'num_clases' -> 'num_classes'\. Accepted: "
+                                          r"num_classes, "):
         preflight(from_dict({"data": {"kwargs": {"num_clases": 4}}}))
-    with pytest.raises(ConfigError, match=r"\['bbox'\] are not keyword arguments of dataset 'cub200'\. Did you mean "
-                                          r"'bbox' -> 'bbox_crop'\? Valid keys: \['bbox_crop', 'skip_corrupt'\]"):
+    with pytest.raises(ConfigError, match=r"Dataset 'cub200' got unexpected keyword argument\(s\) 'bbox'\. Closest: "
+                                          r"'bbox' -> 'bbox_crop'\. Accepted: bbox_crop, skip_corrupt \("):
         preflight(from_dict({"data": {"name": "cub200", "pipeline": "jpeg", "kwargs": {"bbox": True}}}))
     preflight(from_dict({"data": {"name": "cub200", "pipeline": "jpeg", "kwargs": {"bbox_crop": True}}}))
 

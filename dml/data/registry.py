@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from torch.utils.data import Dataset
 
@@ -44,11 +44,19 @@ def available() -> list[str]:
     return _REGISTRY.available()
 
 
-def keyword_arguments(name: str) -> list[str] | None:
-    """The dataset-specific keyword arguments that :func:`build` accepts for ``name`` (besides ``split``, ``root``
-    and ``transform``), or ``None`` when its factory takes any (``**kwargs``). Unknown names raise
-    :class:`UnknownDatasetError`."""
-    return keyword_names(_REGISTRY.get(name), exclude=_COMMON)
+def check_keywords(name: str, kw: Mapping[str, Any]) -> None:
+    """``TypeError`` when ``kw`` holds a keyword the dataset ``name`` does not accept (besides ``split``, ``root``
+    and ``transform``), naming the closest accepted ones and all of them; nothing when its factory takes any.
+    Unknown names raise :class:`UnknownDatasetError`."""
+    accepted = keyword_names(_REGISTRY.get(name), exclude=_COMMON)
+    if accepted is None:
+        return
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        pairs = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, accepted, n=1))]
+        hints = f" Closest: {', '.join(pairs)}." if pairs else ""
+        raise TypeError(f"Dataset {name!r} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}."
+                        f"{hints} Accepted: {', '.join(accepted) or '(none)'} (plus split, root, transform).")
 
 
 def build(name: str, split: str = "train", root: str | os.PathLike | None = None,
@@ -69,12 +77,5 @@ def build(name: str, split: str = "train", root: str | os.PathLike | None = None
     """
     factory = _REGISTRY.get(name, extra_hint=" Real benchmarks register themselves when their module is imported.")
     check_split(split)
-    accepted = keyword_names(factory, exclude=_COMMON)
-    if accepted is not None:
-        unknown = sorted(set(kw) - set(accepted))
-        if unknown:
-            pairs = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, accepted, n=1))]
-            hints = f" Closest: {', '.join(pairs)}." if pairs else ""
-            raise TypeError(f"Dataset {name!r} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}."
-                            f"{hints} Accepted: {', '.join(accepted) or '(none)'} (plus split, root, transform).")
+    check_keywords(name, kw)
     return factory(split=split, root=root, transform=transform, **kw)

@@ -41,7 +41,6 @@ injection the resume test uses.
 """
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -63,7 +62,7 @@ import dml.data
 import dml.eval
 import dml.losses
 import dml.models
-from dml.data.registry import keyword_arguments
+from dml.data.registry import check_keywords
 from dml.train import distributed, pipeline
 from dml.train.config import PROTOCOLS, Config, ConfigError, OptimConfig, dump, from_dict, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
@@ -157,15 +156,10 @@ def preflight(config: Config) -> None:
     if unknown:
         raise ConfigError(f"Config key 'loss.kwargs': {unknown} are not hyperparameters of loss "
                           f"{config.loss.name!r}; valid ones (with defaults): {valid}.")
-    accepted = keyword_arguments(config.data.name)  # None: the dataset takes any keyword
-    unknown = [] if accepted is None else sorted(set(config.data.kwargs) - set(accepted))
-    if unknown:
-        close = [f"{key!r} -> {match[0]!r}" for key in unknown
-                 if (match := difflib.get_close_matches(key, accepted, n=1))]
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"Config key 'data.kwargs': {unknown} are not keyword arguments of dataset "
-                          f"{config.data.name!r}.{hint} Valid keys: {accepted or '(none)'} (split, root and "
-                          "transform are set by the pipeline).")
+    try:
+        check_keywords(config.data.name, config.data.kwargs)
+    except TypeError as err:
+        raise ConfigError(f"Config key 'data.kwargs': {err}") from err
 
 
 def train(config: Config, *, resume: bool = False, on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
