@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 
 import dml.data
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
@@ -282,15 +282,13 @@ def evaluation_split(config: Config, split: str, *, device: torch.device | str =
     view.data.eval_split, view.eval.protocol = split, "self"
     device = torch.device(device)
     if view.data.pipeline == "cached":
-        cache = dml.data.build_cache(view.data.name, split=split, size=view.data.cache_size, root=view.data.root,
-                                     workers=view.data.cache_workers, progress=False, **view.data.kwargs)
-        cache = dml.data.CachedDataset(cache)
-        training = cache if split == "train" else _training_cache(view)   # verify each cache once
+        cache = _split_cache(view, split)
+        # the training cache's statistics for normalize: cache (verifying each cache once)
+        training = cache if split == "train" or view.data.augment.normalize != "cache" else _split_cache(view, "train")
         _, test_t = batch_transforms(view, *normalization(view, training))
         labels = np.asarray(cache.labels)
         keep = whole_classes(labels, max_items, seed=seed)
-        batches = BatchSampler(keep.tolist(), view.eval.batch_size, drop_last=False)
-        return DataLoader(_CenterCropped(cache, test_t, device), sampler=batches, batch_size=None), labels[keep]
+        return _centre_cropped(cache, test_t, device, keep.tolist(), view.eval.batch_size), labels[keep]
     eval_t = image_transforms(view, *normalization(view))[1] if view.data.pipeline == "jpeg" else None
     dataset = dml.data.build(view.data.name, split=split, root=view.data.root, transform=eval_t, **view.data.kwargs)
     labels = np.asarray(dataset.labels)
@@ -302,13 +300,18 @@ def evaluation_split(config: Config, split: str, *, device: torch.device | str =
                       pin_memory=device.type == "cuda"), labels[keep]
 
 
-def _training_cache(config: Config) -> Any:
-    """The training split's cache when the normalisation reads its statistics (``normalize: cache``), else None."""
-    if config.data.augment.normalize != "cache":
-        return None
+def _split_cache(config: Config, split: str, *, progress: bool = False) -> Any:
+    """The ``CachedDataset`` of one split of ``config.data``, built (or checked against its files) first."""
     d = config.data
-    return dml.data.CachedDataset(dml.data.build_cache(d.name, split="train", size=d.cache_size, root=d.root,
-                                                       workers=d.cache_workers, progress=False, **d.kwargs))
+    return dml.data.CachedDataset(dml.data.build_cache(d.name, split=split, size=d.cache_size, root=d.root,
+                                                       workers=d.cache_workers, progress=progress, **d.kwargs))
+
+
+def _centre_cropped(cache: Any, transform: CenterCropTransform, device: torch.device, indices: Sequence[int],
+                    batch_size: int) -> DataLoader:
+    """Batches of the cached images at ``indices`` (in that order) under the test ``transform``, with labels."""
+    batches = BatchSampler(indices, batch_size, drop_last=False)
+    return DataLoader(_CenterCropped(cache, transform, device), sampler=batches, batch_size=None)
 
 
 def _check_arrays(train_set: Any, protocol: str, config: Config) -> None:
@@ -347,9 +350,7 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device, pr
     caches = {}
     if info.is_main:  # one process decodes (or checks the existing cache once); the others wait and open it
         for split in splits:
-            folder = dml.data.build_cache(d.name, split=split, workers=d.cache_workers,
-                                          progress=sys.stderr.isatty(), **common)
-            caches[split] = dml.data.CachedDataset(folder)
+            caches[split] = _split_cache(config, split, progress=sys.stderr.isatty())
     distributed.barrier()
     if not info.is_main:  # rank 0 has just verified the caches against the files
         caches = {split: dml.data.open_cache(d.name, split=split, verify=False, **common) for split in splits}
@@ -359,8 +360,7 @@ def _cached(config: Config, info: distributed.DistInfo, device: torch.device, pr
     evaluation = None
     if info.is_main:
         def batches(cache: Any) -> DataLoader:
-            indices = BatchSampler(SequentialSampler(range(len(cache))), config.eval.batch_size, drop_last=False)
-            return DataLoader(_CenterCropped(cache, eval_t, device), sampler=indices, batch_size=None)
+            return _centre_cropped(cache, eval_t, device, range(len(cache)), config.eval.batch_size)
 
         cache = caches[d.eval_split]
         gallery = batches(train_set) if protocol == "hotels" else None  # the training squares, centre-cropped
