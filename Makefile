@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Regenerate tests/baselines/*.json on purpose (review the diff before committing).
 baselines: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/test_notebooks.py --update-baselines
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests/book/test_notebooks.py --update-baselines
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_retrieval.py

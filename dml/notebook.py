@@ -2,7 +2,7 @@
 
 Each book page and notebook has a cell tagged ``parameters`` with ``profile = "smoke"`` and ``results_path``.
 At its end it calls :func:`save_results`, which writes the page's key numbers, the profile, the seed and the
-provenance (commit, date, hardware) atomically to ``results_path``. ``tests/test_notebooks.py`` executes the page
+provenance (commit, date, hardware) atomically to ``results_path``. ``tests/book/test_notebooks.py`` executes the page
 with papermill and compares ``numbers`` with ``tests/baselines/<page>.json``.
 """
 from __future__ import annotations

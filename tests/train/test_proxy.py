@@ -13,7 +13,7 @@ import dml.data
 from dml.train import config as train_config
 from dml.train import load_model, train
 from dml.train.trainer import build_loss
-from tests.test_train_callback import TINY
+from tests.train.test_callback import TINY
 
 
 def _config(tmp_path: Path, name: str, **optim) -> train_config.Config:

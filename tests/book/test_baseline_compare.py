@@ -1,7 +1,7 @@
 """The baseline comparison itself must catch drift (a check that cannot fail protects nothing)."""
 from __future__ import annotations
 
-from tests.test_notebooks import compare
+from tests.book.test_notebooks import compare
 
 BASELINE = {"tolerance": {"abs": 0.01, "rel": 0.0}, "per_key_tolerance": {"loose": {"abs": 0.5}},
             "numbers": {"a": 1.0, "loose": 1.0, "nested": {"b": [1, 2]}, "flag": True}}

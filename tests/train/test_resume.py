@@ -19,7 +19,7 @@ import yaml
 from dml.train import ConfigError, load_config, train
 from dml.train.trainer import KILL_ENV
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = {
     "seed": 11,
     "deterministic": False,

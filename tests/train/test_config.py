@@ -8,7 +8,7 @@ import yaml
 
 from dml.train import Config, ConfigError, dump, from_dict, load_config, preflight, to_dict
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
