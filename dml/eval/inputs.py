@@ -1,50 +1,14 @@
 """Argument checking and conversion shared by the evaluation functions."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from dml.utils import check_embeddings_and_labels
+from dml.utils.checks import as_embedding_tensor, as_label_array, encode_labels  # noqa: F401 (re-exported)
 
 METRICS = ("cosine", "euclidean")
-
-
-def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings") -> torch.Tensor:
-    """Validate ``(embeddings, labels)`` and return the embeddings as a float tensor on their own device.
-
-    NumPy arrays are wrapped without a copy; ``float64`` is kept, every other dtype becomes ``float32``.
-    """
-    if not hasattr(embeddings, "shape"):
-        embeddings = np.asarray(embeddings)
-    if not hasattr(labels, "shape") and not hasattr(labels, "__len__"):
-        raise ValueError(f"labels must be a 1-D sequence with one class id per row of {name}; "
-                         f"got {type(labels).__name__}.")
-    if not hasattr(labels, "shape"):
-        labels = np.asarray(labels)
-    check_embeddings_and_labels(embeddings, labels, name=name)
-    if embeddings.shape[0] == 0:
-        raise ValueError(f"{name} are empty (0 rows); there is nothing to evaluate.")
-    x = embeddings.detach() if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
-    if x.dtype != torch.float64:
-        x = x.to(torch.float32)
-    return x
-
-
-def as_label_array(labels: Any) -> np.ndarray:
-    """Labels as a 1-D NumPy array (copied to the host if they are a CUDA tensor)."""
-    if isinstance(labels, torch.Tensor):
-        labels = labels.detach().cpu().numpy()
-    return np.asarray(labels).reshape(-1)
-
-
-def encode_labels(*label_arrays: np.ndarray) -> list[np.ndarray]:
-    """Map arbitrary (possibly string) labels, jointly over all arrays, to integer codes 0..C-1."""
-    sizes = [len(a) for a in label_arrays]
-    _, codes = np.unique(np.concatenate(label_arrays), return_inverse=True)
-    codes = codes.reshape(-1).astype(np.int64)
-    return list(np.split(codes, np.cumsum(sizes)[:-1]))
 
 
 def check_metric(metric: str) -> str:

@@ -6,18 +6,13 @@ unknown keyword with the accepted ones — live here once.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
+from dml.utils.checks import did_you_mean  # re-exported: callers import it from here
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``" Did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class Registry(Generic[F]):
