@@ -10,8 +10,9 @@ from dml.mining.base import Miner, Pairs, Triplets
 from dml.mining.distance_weighted import DistanceWeightedMiner
 from dml.mining.easy_positive import EasyPositiveMiner
 from dml.mining.hardest_negative import HardestNegativeMiner
-from dml.mining.registry import available, build, mine_triplets, register, resolve, resolve_triplet_rule
+from dml.mining.registry import available, build, register, resolve
 from dml.mining.semihard import SemiHardMiner
+from dml.mining.triplet_rule import mine_triplets, resolve_triplet_rule
 
 __all__ = ["DistanceWeightedMiner", "EasyPositiveMiner", "HardestNegativeMiner", "Miner", "Pairs", "SemiHardMiner",
            "Triplets", "available", "build", "mine_triplets", "register", "resolve", "resolve_triplet_rule"]
