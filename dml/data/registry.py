@@ -7,14 +7,13 @@ otherwise surface only after minutes of data generation, or never.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any, Callable, Mapping, TypeVar
 
 from torch.utils.data import Dataset
 
 from dml.data.base import Transform, check_split
-from dml.utils.registry import Registry, keyword_names
+from dml.utils.registry import Registry
 
 _COMMON = ("split", "root", "transform")
 
@@ -28,7 +27,8 @@ class UnknownDatasetError(KeyError, ValueError):
         return str(self.args[0])
 
 
-_REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset", unknown_error=UnknownDatasetError)
+_REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset", unknown_error=UnknownDatasetError,
+                                                      keyword_error=TypeError, passed=_COMMON)
 
 
 def register(name: str) -> Callable[[F], F]:
@@ -48,15 +48,7 @@ def check_keywords(name: str, kw: Mapping[str, Any]) -> None:
     """``TypeError`` when ``kw`` holds a keyword the dataset ``name`` does not accept (besides ``split``, ``root``
     and ``transform``), naming the closest accepted ones and all of them; nothing when its factory takes any.
     Unknown names raise :class:`UnknownDatasetError`."""
-    accepted = keyword_names(_REGISTRY.get(name), exclude=_COMMON)
-    if accepted is None:
-        return
-    unknown = sorted(set(kw) - set(accepted))
-    if unknown:
-        pairs = [f"{u!r} -> {m[0]!r}" for u in unknown if (m := difflib.get_close_matches(u, accepted, n=1))]
-        hints = f" Closest: {', '.join(pairs)}." if pairs else ""
-        raise TypeError(f"Dataset {name!r} got unexpected keyword argument(s) {', '.join(map(repr, unknown))}."
-                        f"{hints} Accepted: {', '.join(accepted) or '(none)'} (plus split, root, transform).")
+    _REGISTRY.check_keywords(name, kw)
 
 
 def build(name: str, split: str = "train", root: str | os.PathLike | None = None,
@@ -75,7 +67,6 @@ def build(name: str, split: str = "train", root: str | os.PathLike | None = None
         ValueError: for an invalid split.
         TypeError: for a keyword the dataset does not accept; the message lists the accepted ones.
     """
-    factory = _REGISTRY.get(name, extra_hint=" Real benchmarks register themselves when their module is imported.")
+    _REGISTRY.get(name, extra_hint=" Real benchmarks register themselves when their module is imported.")
     check_split(split)
-    check_keywords(name, kw)
-    return factory(split=split, root=root, transform=transform, **kw)
+    return _REGISTRY.build(name, split=split, root=root, transform=transform, **kw)

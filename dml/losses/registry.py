@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from dml.utils.registry import Registry, did_you_mean, keyword_names
+from dml.utils.registry import Registry, keyword_names
 
-_LOSSES: Registry[type[nn.Module]] = Registry("loss")
+_LOSSES: Registry[type[nn.Module]] = Registry("loss", keyword_only=True)
 L = TypeVar("L", bound=type[nn.Module])
 
 
@@ -44,9 +44,4 @@ def hyperparameters(name: str) -> dict[str, Any]:
 
 def build(name: str, **hyperparameters_: Any) -> nn.Module:
     """Construct the loss registered as ``name``; call the result as ``loss(embeddings, labels)``."""
-    valid = hyperparameters(name)
-    for key in hyperparameters_:
-        if key not in valid:
-            raise ValueError(f"Unknown hyperparameter {key!r} for loss {name!r}.{did_you_mean(key, valid)} "
-                             f"Valid hyperparameters (with defaults): {valid}.")
-    return _LOSSES.get(name)(**hyperparameters_)
+    return _LOSSES.build(name, **hyperparameters_)

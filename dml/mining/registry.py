@@ -4,12 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from torch import Tensor
+from dml.mining.base import Miner
+from dml.utils.registry import Registry
 
-from dml.mining.base import Miner, Triplets
-from dml.utils.registry import Registry, did_you_mean, keyword_names
-
-_MINERS: Registry[type[Miner]] = Registry("miner")
+_MINERS: Registry[type[Miner]] = Registry("miner", keyword_only=True)
 M = TypeVar("M", bound=type[Miner])
 
 
@@ -25,13 +23,7 @@ def available() -> list[str]:
 
 def build(name: str, **hyperparameters: Any) -> Miner:
     """Construct the miner registered as ``name``."""
-    cls = _MINERS.get(name)
-    valid = keyword_names(cls, keyword_only=True) or []
-    for key in hyperparameters:
-        if key not in valid:
-            raise ValueError(f"Unknown hyperparameter {key!r} for miner {name!r}.{did_you_mean(key, valid)} "
-                             f"Valid hyperparameters: {valid}.")
-    return cls(**hyperparameters)
+    return _MINERS.build(name, **hyperparameters)
 
 
 def resolve(miner: str | Mapping[str, Any] | Miner | None) -> Miner | None:
@@ -49,26 +41,3 @@ def resolve(miner: str | Mapping[str, Any] | Miner | None) -> Miner | None:
         return build(miner["name"], **options)
     raise TypeError(f"miner must be None, a registered miner name ({available()}), a mapping with a 'name' key, "
                     f"or a dml.mining.Miner instance; got {type(miner).__name__}.")
-
-
-def resolve_triplet_rule(triplets: str, miner: str | Mapping[str, Any] | Miner | None, *,
-                         loss: str) -> Miner | None:
-    """The miner of a triplet-based loss with a ``triplets="all"|"hardest"|...`` rule and a ``miner=`` option: the
-    explicit miner, the batch-hard miner for ``"hardest"``, or ``None`` (the loss's own all-triplets path)."""
-    if miner is not None and triplets != "all":
-        raise ValueError(f"Pass either triplets={triplets!r} or miner=... to the {loss} loss, not both: a miner "
-                         "replaces the triplets rule.")
-    if triplets == "hardest":
-        from dml.mining.hardest_negative import HardestNegativeMiner
-
-        return HardestNegativeMiner(positives="hardest")
-    return resolve(miner)
-
-
-def mine_triplets(miner: Miner, sim: Tensor, labels: Tensor, *, loss: str) -> Triplets:
-    """``miner.mine(sim, labels)``, refusing a pair miner with an error that names the loss."""
-    mined = miner.mine(sim, labels)
-    if not isinstance(mined, Triplets):
-        raise TypeError(f"The {loss} loss needs a triplet miner; {type(miner).__name__} returns "
-                        f"{type(mined).__name__}. Use e.g. miner='semihard' or 'hardest_negative'.")
-    return mined

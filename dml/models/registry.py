@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import nn
 
-from dml.utils.registry import Registry, keyword_names
+from dml.utils.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
-_BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+_BACKBONES: Registry[BackboneFactory] = Registry("backbone", passed=("pretrained",))
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
@@ -28,9 +28,4 @@ def build_backbone(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.
     The module exposes ``out_channels`` (= C). ``pretrained=True`` loads ImageNet weights through torchvision's
     weights API (downloaded once into ``torch.hub.get_dir()/checkpoints``).
     """
-    factory = _BACKBONES.get(name)
-    accepted = keyword_names(factory, exclude=("pretrained",)) or []
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(f"Backbone {name!r} got unknown option(s) {unknown}; it accepts {accepted or 'none'}.")
-    return factory(pretrained=pretrained, **kwargs)
+    return _BACKBONES.build(name, pretrained=pretrained, **kwargs)

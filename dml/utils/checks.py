@@ -13,13 +13,19 @@ import numpy as np
 import torch
 
 __all__ = ["as_embedding_tensor", "as_float64_matrix", "as_label_array", "check_choice",
-           "check_embeddings_and_labels", "check_positive_int", "did_you_mean", "encode_labels", "unit_rows"]
+           "check_embeddings_and_labels", "check_positive_int", "closest_match", "did_you_mean", "encode_labels", "unit_rows"]
+
+
+def closest_match(word: Any, choices: Iterable[Any]) -> str | None:
+    """The closest of ``choices`` to ``word`` (by :func:`difflib.get_close_matches`), or ``None``."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return close[0] if close else None
 
 
 def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
     """``" Did you mean 'x'?"`` for the closest of ``choices``, or ``""`` when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    close = closest_match(word, choices)
+    return f" Did you mean {close!r}?" if close is not None else ""
 
 
 def check_choice(value: Any, choices: Iterable[Any], *, name: str) -> Any:

@@ -134,10 +134,10 @@ def test_bad_inputs_raise_errors_that_name_the_problem(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_unknown_hyperparameter_names_the_valid_ones(name: str) -> None:
     valid = losses.hyperparameters(name)
-    with pytest.raises(ValueError, match=rf"Unknown hyperparameter 'bogus_option' for loss '{name}'") as info:
+    with pytest.raises(ValueError, match=rf"Loss '{name}' got unexpected keyword argument\(s\) 'bogus_option'") as info:
         losses.build(name, bogus_option=1)
     for key in valid:
-        assert repr(key) in str(info.value)
+        assert key in str(info.value).split("Accepted: ")[1]
 
 
 def test_unknown_loss_name_suggests_the_closest() -> None:

@@ -578,7 +578,7 @@ def test_registry_lists_names_and_rejects_unknown_ones() -> None:
     assert {"contrastive", "triplet", "nca", "ephn", "sct"} <= set(losses.available())
     with pytest.raises(ValueError, match=r"Unknown loss 'triplett'.*Did you mean 'triplet'.*contrastive"):
         losses.build("triplett")
-    with pytest.raises(ValueError, match=r"Unknown hyperparameter 'margn'.*Did you mean 'margin'.*triplets"):
+    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) 'margn'\. Closest: 'margn' -> 'margin'.*triplets"):
         losses.build("triplet", margn=0.2)
     assert losses.hyperparameters("contrastive") == {"pos_margin": 1.0, "neg_margin": 0.5, "reduction": "nonzero",
                                                      "miner": None}

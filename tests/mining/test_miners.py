@@ -396,7 +396,7 @@ def test_registry_and_resolve() -> None:
     assert {"semihard", "hardest_negative", "easy_positive", "distance_weighted"} <= set(mining.available())
     with pytest.raises(ValueError, match=r"Unknown miner 'semihrd'.*Did you mean 'semihard'"):
         mining.build("semihrd")
-    with pytest.raises(ValueError, match=r"Unknown hyperparameter 'margn'.*Did you mean 'margin'"):
+    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) 'margn'\. Closest: 'margn' -> 'margin'"):
         mining.build("semihard", margn=0.1)
     assert mining.resolve(None) is None
     miner = mining.SemiHardMiner(margin=0.3)

@@ -84,7 +84,7 @@ def test_unknown_names_list_the_choices() -> None:
         models.build_backbone("resnet05")
     with pytest.raises(ValueError, match=r"Unknown pooling 'mean'.*'avg', 'gem', 'max'"):
         models.build(pooling="mean")
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['width'\].*widths"):
+    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) 'width'.*widths"):
         models.build_backbone("small_cnn", width=3)
     with pytest.raises(ValueError, match="no pretrained weights"):
         models.build_backbone("small_cnn", pretrained=True)
