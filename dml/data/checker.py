@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from dml.data.catalog import dataset_info
 from dml.data.files import DatasetNotFoundError, dataset_dir
 from dml.data.images import find_corrupt_images
+from dml.data.registry import build  # the loaders register themselves when dml.data is imported, first
 
 
 @dataclass
@@ -103,14 +104,12 @@ def check(name: str, root: str | os.PathLike | None = None, *, decode: bool = Fa
     Returns:
         A :class:`CheckReport`; ``report.ok`` is the verdict and ``report.format()`` the text.
     """
-    import dml.data
-
     info = dataset_info(name)
     directory = dataset_dir(name, root)
     report = CheckReport(name=name, root=directory, expected=dict(info.expected if expected is None else expected),
                          exact_counts=info.exact_counts if exact_counts is None else exact_counts)
     try:
-        parts = _build_parts(name, directory, dml.data.build)
+        parts = _build_parts(name, directory, build)
     except (DatasetNotFoundError, ValueError) as error:
         report.error = str(error)
         return report
@@ -125,7 +124,7 @@ def check(name: str, root: str | os.PathLike | None = None, *, decode: bool = Fa
         if missing_rows:
             report.notes.append(f"{missing_rows:,} images listed in train_set.csv / test_set.csv have no file "
                                 "(rotted URLs or an incomplete download); the loaders use the ones present")
-        report.notes += _occlusion_counts(directory, dml.data.build)
+        report.notes += _occlusion_counts(directory, build)
     report.missing = [path for path in paths if not path.is_file()]
     if decode:
         present = [path for path in paths if path.is_file()]
