@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import shutil
 import sys
@@ -38,6 +39,8 @@ from tqdm.auto import tqdm
 from dml.data.catalog import DatasetInfo, Download, dataset_info
 from dml.data.extract import safe_extract
 from dml.data.files import dataset_dir
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -248,8 +251,8 @@ def download(name: str, root: str | os.PathLike | None = None, *, progress: bool
     archive = directory.parent / f".{directory.name}.{info.download.filename}"
     spec: Download = info.download
     if progress:
-        print(f"Downloading {info.title} from {spec.url}\n  checksum: {spec.md5 or spec.sha256} "
-              f"({spec.checksum_source})", file=sys.stderr)
+        logger.info("Downloading %s from %s (checksum %s, %s)", info.title, spec.url, spec.md5 or spec.sha256,
+                    spec.checksum_source)
     fetch(spec.url, archive, md5=spec.md5, sha256=spec.sha256, progress=progress, retries=retries,
           retry_wait=retry_wait)
     install_archive(archive, directory, marker=spec.marker)
