@@ -13,7 +13,7 @@ is more similar than the positive, only push the negative away:
 
 The hard branch has pair weights ``w_ap = 0, w_an = λ``: with the anchor-positive pull switched off, the shared
 network cannot drag a near-duplicate negative along with the positive, which is how hardest-negative training
-collapses (Xuan et al. 2020, Sec. 3; released code github.com/littleredxh/HardNegative).
+collapses (Xuan et al. 2020; released code github.com/littleredxh/HardNegative).
 
 ``rule`` picks the hard/easy split; the paper and the two released versions (littleredxh/HardNegative
 ``_code/Loss.py``) differ:

@@ -237,7 +237,7 @@ def test_simulation_step_is_a_surgery_step_on_three_unit_vectors() -> None:
 
 
 def test_simulation_reproduces_the_independent_numerical_check() -> None:
-    """Xuan et al., ECCV 2020 (Sec. 3) numerical check: share of hard cells where the entangled step pulls the negative closer (19 x 19 grid)."""
+    """Xuan et al., ECCV 2020, numerical check: share of hard cells where the entangled step pulls the negative closer (19 x 19 grid)."""
     expected = {"euclidean": (0.03, 0.13), "nca": (0.06, 0.17), "sct": (0.0, 0.0)}
     rules = {"euclidean": euclidean_triplet_rule(), "nca": nca_rule(1.0), "sct": sct_rule(1.0)}
     for key, rule in rules.items():
