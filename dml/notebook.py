@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dml.utils import atomic_save_json, run_info
+from dml.utils.checks import check_choice
 
 PROFILES = ("smoke", "medium", "full")
 
@@ -24,10 +25,7 @@ def in_colab() -> bool:
 
 def check_profile(profile: str, allowed: tuple[str, ...] = PROFILES) -> str:
     """Validate a page's ``profile`` parameter, naming the allowed values when it is wrong."""
-    if profile not in allowed:
-        raise ValueError(f"profile={profile!r} is not one of {allowed}. Use 'smoke' for a CPU run in seconds on "
-                         "built-in data" + (", 'full' for the paper recipe on a GPU" if "full" in allowed else "")
-                         + ".")
+    check_choice(profile, allowed, name="profile")
     return profile
 
 

@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from dml.utils.checks import check_choice
 
 SPLITS = ("train", "test", "all")
 
@@ -28,9 +29,7 @@ Transform = Callable[[torch.Tensor], torch.Tensor]
 
 def check_split(split: str) -> str:
     """Return ``split`` unchanged if it is one of :data:`SPLITS`, else raise a ``ValueError`` listing them."""
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}. Valid splits are {', '.join(map(repr, SPLITS))}: "
-                         "'train' and 'test' hold disjoint classes (zero-shot), 'all' holds both.")
+    check_choice(split, SPLITS, name="split")
     return split
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from dml.data.base import Transform, check_split
 from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found
 from dml.data.registry import register
+from dml.utils.checks import check_choice
 
 NAME = "hotels50k"
 UNKNOWN_CHAIN = -1
@@ -69,8 +70,7 @@ class Hotels50K(ImageFileDataset):
                  transform: Transform | None = None, occlusion: str = "unoccluded",
                  skip_corrupt: bool = False) -> None:
         check_split(split)
-        if occlusion not in OCCLUSIONS:
-            raise ValueError(f"Unknown occlusion {occlusion!r}; use one of {list(OCCLUSIONS)}.")
+        check_choice(occlusion, OCCLUSIONS, name="occlusion")
         directory = dataset_dir(NAME, root)
         meta = locate_folder(NAME, directory, ["input/dataset/hotel_info.csv", "input/hotel_info.csv",
                                                "dataset/hotel_info.csv"])

@@ -34,6 +34,7 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
+from dml.utils.checks import check_choice
 
 Variant = Literal["filled", "sample-repeat"]
 VARIANTS = ("filled", "sample-repeat")
@@ -64,9 +65,7 @@ class PKSampler(Sampler[list[int]]):
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be a non-empty 1-D integer array; got shape {labels.shape}, dtype "
                              f"{labels.dtype}. Pass dataset.labels.")
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown variant {variant!r}; choose 'filled' (few classes, many images: CUB, Cars) "
-                             "or 'sample-repeat' (many classes, few images: SOP, In-Shop, Hotels).")
+        check_choice(variant, VARIANTS, name="variant")
         if p < 1 or k < 1:
             raise ValueError(f"p and k must be positive; got p={p}, k={k}.")
         classes, inverse = np.unique(labels, return_inverse=True)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from dml.diagnostics._inputs import as_float64_matrix, as_label_array, unit_rows
+from dml.utils.checks import check_choice
 
 __all__ = ["EmbeddingDensity", "SINGLETON_POLICIES", "embedding_density", "plot_density"]
 
@@ -70,10 +71,7 @@ def embedding_density(embeddings: Any, labels: Any, *, singletons: str = "max") 
         labels: N class ids; at least two classes, at least one of them with two or more images.
         singletons: ``"max"`` (the released code's intent) or ``"drop"``; see the module docstring.
     """
-    if singletons not in SINGLETON_POLICIES:
-        raise ValueError(f"Unknown singletons policy {singletons!r}; use one of {SINGLETON_POLICIES}: 'max' gives "
-                         "a single-image class the largest intra-class distance (as Roth et al.'s code), 'drop' "
-                         "leaves it out of pi_intra.")
+    check_choice(singletons, SINGLETON_POLICIES, name="singletons policy")
     x = as_float64_matrix(embeddings, labels, min_rows=2)
     label_array = as_label_array(labels).reshape(-1)
     classes, codes, counts = np.unique(label_array, return_inverse=True, return_counts=True)

@@ -48,6 +48,7 @@ from torch import Tensor
 from dml.diagnostics._inputs import as_label_array, check_positive_int
 from dml.diagnostics.triplet_space import TripletSpace, triplet_space
 from dml.utils import check_embeddings_and_labels
+from dml.utils.checks import check_choice
 
 __all__ = ["PAIR_MODES", "SimilarityHistograms", "anchor_histograms", "histogram_edges", "histograms_from_history",
            "plot_similarity_histograms", "similarity_histograms"]
@@ -89,8 +90,7 @@ class SimilarityHistograms:
 
     def density(self, which: str) -> np.ndarray:
         """``"positive"`` or ``"negative"`` counts as a probability density over [-1, 1] (zeros if empty)."""
-        if which not in ("positive", "negative"):
-            raise ValueError(f"which must be 'positive' (S_ap) or 'negative' (S_an); got {which!r}.")
+        check_choice(which, ("positive", "negative"), name="which")
         counts = self.positive_counts if which == "positive" else self.negative_counts
         total = counts.sum()
         return counts / (total * np.diff(self.edges)) if total else np.zeros(len(counts))
@@ -109,9 +109,7 @@ def similarity_histograms(embeddings: Any, labels: Any, *, pairs: str = "anchor"
             released code (``None`` keeps them).
         chunk_size: rows per block; memory is O(chunk_size x N).
     """
-    if pairs not in PAIR_MODES:
-        raise ValueError(f"Unknown pairs={pairs!r}; use 'anchor' (each anchor's easiest positive and hardest "
-                         "negative, what the EPHN code logs) or 'all' (every positive and negative pair).")
+    check_choice(pairs, PAIR_MODES, name="pairs")
     edges = histogram_edges(bins)
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     if pairs == "anchor":
@@ -209,8 +207,7 @@ def plot_similarity_histograms(histograms: SimilarityHistograms | Sequence[Simil
     """
     import matplotlib.pyplot as plt
 
-    if style not in ("ridge", "overlay"):
-        raise ValueError(f"Unknown style {style!r}; use 'ridge' or 'overlay'.")
+    check_choice(style, ("ridge", "overlay"), name="style")
     if isinstance(histograms, SimilarityHistograms):
         histograms = {"": histograms}
     elif not isinstance(histograms, Mapping):

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from dml.diagnostics._inputs import as_float64_matrix, as_label_array, check_positive_int, unit_rows
+from dml.utils.checks import check_choice
 
 __all__ = ["EXACT_MAX_POINTS", "JointTSNE", "joint_tsne", "plot_joint_tsne"]
 
@@ -90,8 +91,7 @@ def joint_tsne(train_embeddings: Any, train_labels: Any, test_embeddings: Any, t
     if max_points is not None:
         max_points = check_positive_int(max_points, "max_points", minimum=4)
     max_iter = check_positive_int(max_iter, "max_iter", minimum=300)
-    if method not in ("auto", "exact", "barnes_hut"):
-        raise ValueError(f"Unknown method {method!r}; use 'auto', 'exact' or 'barnes_hut'.")
+    check_choice(method, ("auto", "exact", "barnes_hut"), name="method")
     train_y = as_label_array(train_labels).reshape(-1)
     test_y = as_label_array(test_labels).reshape(-1)
     total = len(train) + len(test)
@@ -132,8 +132,7 @@ def plot_joint_tsne(result: JointTSNE, *, ax: Any = None, color_by: str = "split
     """
     import matplotlib.pyplot as plt
 
-    if color_by not in ("split", "class"):
-        raise ValueError(f"Unknown color_by={color_by!r}; use 'split' or 'class'.")
+    check_choice(color_by, ("split", "class"), name="color_by")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 5.0))
     styles = {"train": ("o", "tab:blue", "winter"), "test": ("^", "tab:orange", "autumn")}

@@ -6,17 +6,14 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from dml.utils.checks import as_embedding_tensor, as_label_array, encode_labels  # noqa: F401 (re-exported)
+from dml.utils.checks import (as_embedding_tensor, as_label_array, check_choice,  # noqa: F401 (re-exported)
+                              check_positive_int, encode_labels)
 
 METRICS = ("cosine", "euclidean")
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"Unknown metric {metric!r}. Valid metrics are {', '.join(map(repr, METRICS))}: "
-                         "'cosine' ranks by cosine similarity (embeddings are L2-normalised first), 'euclidean' by "
-                         "squared L2 distance on the raw embeddings.")
-    return metric
+    return check_choice(metric, METRICS, name="metric")
 
 
 def check_ks(ks: Iterable[int] | int) -> tuple[int, ...]:
@@ -46,9 +43,7 @@ def check_include(include: Iterable[str] | str, valid: tuple[str, ...]) -> tuple
 def check_chunk_size(chunk_size: int | None) -> int | None:
     if chunk_size is None:
         return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None (automatic); got {chunk_size!r}.")
-    return int(chunk_size)
+    return check_positive_int(chunk_size, "chunk_size")
 
 
 def score_operands(query: torch.Tensor, gallery: torch.Tensor | None, metric: str

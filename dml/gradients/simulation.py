@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from dml.utils.checks import check_choice
 
 __all__ = ["TripletField", "UpdateRule", "collapse_share", "entangle", "euclidean_triplet_rule", "nca_rule",
            "one_step", "sct_rule", "triplet_field", "triplet_trajectory", "triplet_vectors"]
@@ -46,9 +47,7 @@ class UpdateRule:
     direction: str = "cosine"
 
     def __post_init__(self) -> None:
-        if self.direction not in ("cosine", "euclidean"):
-            raise ValueError(f"Unknown direction {self.direction!r} for rule {self.name!r}; choose 'cosine' or "
-                             "'euclidean'.")
+        check_choice(self.direction, ("cosine", "euclidean"), name="direction")
 
 
 def _softmax_negative(s_ap: np.ndarray, s_an: np.ndarray, temperature: float) -> np.ndarray:

@@ -48,7 +48,7 @@ from dml.gradients.decompose import loss_and_pair_weights
 from dml.losses.base import PairLoss
 from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, pair_masks
 from dml.utils import check_embeddings_and_labels
-from dml.utils.registry import did_you_mean
+from dml.utils.checks import check_choice
 
 __all__ = ["DIRECTIONS", "ExplicitGradientLoss", "LossWeights", "loss_weights", "surgery_gradient", "surgery_loss",
            "weights_from_pull_push"]
@@ -59,10 +59,7 @@ _EPS = 1e-12
 
 
 def _check_direction(direction: str) -> str:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"Unknown direction {direction!r}.{did_you_mean(direction, DIRECTIONS)} Choose 'cosine' "
-                         "(move along the other point's unit vector) or 'euclidean' (along the unit vector joining "
-                         "the two points).")
+    check_choice(direction, DIRECTIONS, name="direction")
     return direction
 
 

@@ -34,6 +34,7 @@ from torch import Tensor
 from dml.losses.base import PairLoss, mean_of_positive, mean_or_zero, pair_masks
 from dml.losses.registry import register
 from dml.mining import Miner, Pairs, resolve
+from dml.utils.checks import check_choice
 
 _REDUCTIONS = ("nonzero", "all")
 
@@ -45,9 +46,7 @@ class ContrastiveLoss(PairLoss):
     def __init__(self, *, pos_margin: float = 1.0, neg_margin: float = 0.5, reduction: str = "nonzero",
                  miner: str | Mapping[str, Any] | Miner | None = None) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"Unknown reduction {reduction!r} for the contrastive loss; "
-                             f"choose one of {list(_REDUCTIONS)}.")
+        check_choice(reduction, _REDUCTIONS, name="reduction")
         if not -1.0 <= neg_margin <= 1.0 or not -1.0 <= pos_margin <= 1.0:
             raise ValueError(f"Margins are cosine similarities and must lie in [-1, 1]; got pos_margin={pos_margin}, "
                              f"neg_margin={neg_margin}.")

@@ -33,6 +33,7 @@ from dml.losses.base import PairLoss, mean_or_zero
 from dml.losses.nca import nca_triplet_losses
 from dml.losses.registry import register
 from dml.mining import EasyPositiveMiner
+from dml.utils.checks import check_choice
 
 _NEGATIVES = ("hardest", "semihard")
 VALIDITY = {"2020": (0.0, None), "2019": (-1.0, None), "sct": (-1.0, 1.0)}
@@ -47,12 +48,8 @@ class EPHNLoss(PairLoss):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got {temperature} (the released code uses 0.1).")
-        if negatives not in _NEGATIVES:
-            raise ValueError(f"Unknown negatives={negatives!r} for EPHN; choose one of {list(_NEGATIVES)} "
-                             "('semihard' gives EPSHN).")
-        if validity not in VALIDITY:
-            raise ValueError(f"Unknown validity={validity!r} for EPHN; choose one of {list(VALIDITY)} "
-                             "('2020': s > 0, '2019': s > -1, 'sct': -1 < s < 1).")
+        check_choice(negatives, _NEGATIVES, name="negatives")
+        check_choice(validity, VALIDITY, name="validity")
         low, high = VALIDITY[validity]
         self.temperature = temperature
         self.negatives = negatives

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from dml.losses.base import PairLoss, euclidean_from_similarity, masked_logsumexp, pair_masks, zero_loss
 from dml.losses.registry import register
+from dml.utils.checks import check_choice
 
 _VARIANTS = ("original", "generalized")
 
@@ -48,9 +49,7 @@ class LiftedStructureLoss(PairLoss):
 
     def __init__(self, *, margin: float = 1.0, variant: str = "original") -> None:
         super().__init__()
-        if variant not in _VARIANTS:
-            raise ValueError(f"Unknown variant={variant!r} for the lifted structure loss; choose one of "
-                             f"{list(_VARIANTS)}.")
+        check_choice(variant, _VARIANTS, name="variant")
         self.margin = margin
         self.variant = variant
 

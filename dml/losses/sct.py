@@ -47,6 +47,7 @@ from dml.losses.ephn import VALIDITY, EPHNLoss
 from dml.losses.nca import nca_two_way
 from dml.losses.registry import register
 from dml.mining import EasyPositiveMiner
+from dml.utils.checks import check_choice
 
 _RULES = ("paper", "eccv2020", "feb2021")
 _REDUCTIONS = ("mean", "separate")
@@ -55,15 +56,14 @@ _MODES = ("sct", "hn", "shn")
 
 def hard_easy_split(s_ap: Tensor, s_an: Tensor, rule: str) -> tuple[Tensor, Tensor]:
     """Boolean masks ``(hard, easy)`` of the triplets ``(s_ap[i], s_an[i])`` under one of the SCT rules."""
+    check_choice(rule, _RULES, name="SCT rule")
     harder = s_an > s_ap
     if rule == "paper":
         return harder, ~harder
     if rule == "eccv2020":
         hard = harder & (s_an > 0.5)
         return hard, ~hard
-    if rule == "feb2021":
-        return harder | (s_an > 0.8), (s_an < s_ap) & (s_an < 0.8)
-    raise ValueError(f"Unknown SCT rule {rule!r}; choose one of {list(_RULES)}.")
+    return harder | (s_an > 0.8), (s_an < s_ap) & (s_an < 0.8)
 
 
 @register("sct")
@@ -73,14 +73,9 @@ class SCTLoss(PairLoss):
     def __init__(self, *, lam: float = 1.0, temperature: float = 0.1, rule: str = "paper", reduction: str = "mean",
                  mode: str = "sct", duplicate_threshold: float = 0.9999) -> None:
         super().__init__()
-        if mode not in _MODES:
-            raise ValueError(f"Unknown mode={mode!r} for SCT; choose one of {list(_MODES)} ('hn' / 'shn' are the "
-                             "released code's easy-positive baselines with hardest / semi-hard negatives).")
-        if rule not in _RULES:
-            raise ValueError(f"Unknown rule={rule!r} for SCT; choose one of {list(_RULES)}.")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"Unknown reduction={reduction!r} for SCT; choose one of {list(_REDUCTIONS)} "
-                             "('mean': Feb 2021 code, 'separate': Sept 2020 ECCV code).")
+        check_choice(mode, _MODES, name="mode")
+        check_choice(rule, _RULES, name="rule")
+        check_choice(reduction, _REDUCTIONS, name="reduction")
         if not lam >= 0:
             raise ValueError(f"lam weighs the push on hard negatives and must be >= 0; got {lam}.")
         if not temperature > 0:

@@ -46,6 +46,7 @@ from dml.losses.base import PairLoss, mean_of_positive, mean_or_zero, pair_masks
 from dml.losses.registry import register
 from dml.mining import Miner, mine_triplets, resolve_triplet_rule
 from dml.mining.select import count_below, sort_negatives
+from dml.utils.checks import check_choice
 
 _TRIPLETS = ("all", "semihard", "hardest")
 _REDUCTIONS = ("nonzero", "all")
@@ -79,12 +80,8 @@ class TripletLoss(PairLoss):
     def __init__(self, *, margin: float = 0.1, triplets: str = "all", reduction: str = "nonzero",
                  miner: str | Mapping[str, Any] | Miner | None = None) -> None:
         super().__init__()
-        if triplets not in _TRIPLETS:
-            raise ValueError(f"Unknown triplets={triplets!r} for the triplet loss; choose one of {list(_TRIPLETS)}, "
-                             "or pass miner=... for another selection.")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"Unknown reduction={reduction!r} for the triplet loss; "
-                             f"choose one of {list(_REDUCTIONS)}.")
+        check_choice(triplets, _TRIPLETS, name="triplets")
+        check_choice(reduction, _REDUCTIONS, name="reduction")
         if margin < 0:
             raise ValueError(f"The triplet margin must be >= 0; got {margin}.")
         self.margin = margin

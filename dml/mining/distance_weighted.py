@@ -47,6 +47,7 @@ from dml.mining.base import Miner, Triplets
 from dml.mining.registry import register
 from dml.mining.select import empty_triplets
 from dml.similarity import pair_masks
+from dml.utils.checks import check_choice
 
 _POSITIVES = ("all", "random")
 
@@ -58,9 +59,7 @@ class DistanceWeightedMiner(Miner):
     def __init__(self, *, cutoff: float = 0.5, nonzero_loss_cutoff: float | None = 1.4, positives: str = "all",
                  dim: int | None = None, seed: int | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if positives not in _POSITIVES:
-            raise ValueError(f"Unknown positives={positives!r} for the distance-weighted miner; choose one of "
-                             f"{list(_POSITIVES)} ('all': released MXNet code, 'random': RevisitDML).")
+        check_choice(positives, _POSITIVES, name="positives")
         if not 0.0 < cutoff < 2.0:
             raise ValueError(f"cutoff is a Euclidean distance on the unit sphere and must lie in (0, 2); got {cutoff}.")
         if nonzero_loss_cutoff is not None and not cutoff < nonzero_loss_cutoff <= 2.0:

@@ -30,6 +30,7 @@ from dml.mining.base import Miner, Triplets
 from dml.mining.registry import register
 from dml.mining.select import masked_argmax
 from dml.similarity import pair_masks
+from dml.utils.checks import check_choice
 
 _NEGATIVES = ("hardest", "semihard")
 
@@ -41,9 +42,7 @@ class EasyPositiveMiner(Miner):
     def __init__(self, *, negatives: str = "hardest", duplicate_threshold: float = 0.9999,
                  min_similarity: float | None = None, max_similarity: float | None = None) -> None:
         super().__init__()
-        if negatives not in _NEGATIVES:
-            raise ValueError(f"Unknown negatives={negatives!r} for the easy-positive miner; choose one of "
-                             f"{list(_NEGATIVES)} (EPHN: 'hardest', EPSHN: 'semihard').")
+        check_choice(negatives, _NEGATIVES, name="negatives")
         if not -1.0 < duplicate_threshold <= 1.0:
             raise ValueError(f"duplicate_threshold is a cosine similarity and must lie in (-1, 1]; got "
                              f"{duplicate_threshold} (the released code uses 0.9999; 1 keeps every positive).")

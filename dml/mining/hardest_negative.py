@@ -21,6 +21,7 @@ from dml.mining.base import Miner, Triplets
 from dml.mining.registry import register
 from dml.mining.select import masked_argmax, masked_argmin
 from dml.similarity import pair_masks
+from dml.utils.checks import check_choice
 
 _POSITIVES = ("all", "hardest")
 
@@ -31,9 +32,7 @@ class HardestNegativeMiner(Miner):
 
     def __init__(self, *, positives: str = "all") -> None:
         super().__init__()
-        if positives not in _POSITIVES:
-            raise ValueError(f"Unknown positives={positives!r} for the hardest-negative miner; choose one of "
-                             f"{list(_POSITIVES)} ('hardest' gives Hermans et al.'s batch-hard triplets).")
+        check_choice(positives, _POSITIVES, name="positives")
         self.positives = positives
 
     def mine(self, sim: Tensor, labels: Tensor) -> Triplets:

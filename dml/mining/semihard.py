@@ -38,6 +38,7 @@ from dml.mining.base import Miner, Triplets
 from dml.mining.registry import register
 from dml.mining.select import count_below, empty_triplets, expand_ranges, masked_argmin, sort_negatives
 from dml.similarity import pair_masks
+from dml.utils.checks import check_choice
 
 _SELECT = ("all", "one")
 _FALLBACK = ("drop", "easiest")
@@ -49,11 +50,8 @@ class SemiHardMiner(Miner):
 
     def __init__(self, *, margin: float = 0.1, select: str = "all", fallback: str = "drop") -> None:
         super().__init__()
-        if select not in _SELECT:
-            raise ValueError(f"Unknown select={select!r} for the semi-hard miner; choose one of {list(_SELECT)} "
-                             "('all': every semi-hard triplet, 'one': one negative per anchor-positive pair).")
-        if fallback not in _FALLBACK:
-            raise ValueError(f"Unknown fallback={fallback!r} for the semi-hard miner; choose one of {list(_FALLBACK)}.")
+        check_choice(select, _SELECT, name="select")
+        check_choice(fallback, _FALLBACK, name="fallback")
         if select == "all" and fallback != "drop":
             raise ValueError("fallback only applies to select='one' (one negative per anchor-positive pair); "
                              "with select='all' a pair without semi-hard negatives simply yields no triplet.")

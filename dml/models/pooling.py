@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from dml.utils.checks import check_choice
 
 
 class GeM(nn.Module):
@@ -68,6 +69,5 @@ def available_poolings() -> list[str]:
 
 def build_pooling(name: str) -> nn.Module:
     """``"avg"``, ``"max"`` or ``"gem"`` (learnable ``p = 3``)."""
-    if name not in _POOLINGS:
-        raise ValueError(f"Unknown pooling {name!r}; choose one of {available_poolings()}.")
+    check_choice(name, available_poolings(), name="pooling")
     return _POOLINGS[name]()

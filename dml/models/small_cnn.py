@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from dml.models.registry import register_backbone
+from dml.utils.checks import check_choice
 
 _NORMS = ("batch", "group", "none")
 
@@ -28,8 +29,7 @@ class SmallCNN(nn.Module):
 
     def __init__(self, *, in_channels: int = 3, widths: Sequence[int] = (32, 64, 128), norm: str = "batch") -> None:
         super().__init__()
-        if norm not in _NORMS:
-            raise ValueError(f"Unknown norm {norm!r} for small_cnn; choose one of {list(_NORMS)}.")
+        check_choice(norm, _NORMS, name="norm")
         if not widths:
             raise ValueError("small_cnn needs at least one block; pass e.g. widths=(32, 64, 128).")
         layers: list[nn.Module] = []

@@ -538,23 +538,23 @@ def test_invalid_inputs_raise_value_error(name: str) -> None:
 
 
 @pytest.mark.parametrize("name,kwargs,error,match", [
-    ("contrastive", {"reduction": "sum"}, ValueError, "choose one of"),
+    ("contrastive", {"reduction": "sum"}, ValueError, "Choose one of"),
     ("contrastive", {"pos_margin": 1.5}, ValueError, r"\[-1, 1\]"),
     ("contrastive", {"miner": 3}, TypeError, "registered miner name"),
     ("contrastive", {"miner": "semihrad"}, ValueError, "Did you mean 'semihard'"),
     ("triplet", {"margin": -0.1}, ValueError, ">= 0"),
-    ("triplet", {"triplets": "easy"}, ValueError, "choose one of"),
-    ("triplet", {"reduction": "sum"}, ValueError, "choose one of"),
+    ("triplet", {"triplets": "easy"}, ValueError, "Choose one of"),
+    ("triplet", {"reduction": "sum"}, ValueError, "Choose one of"),
     ("triplet", {"triplets": "hardest", "miner": "semihard"}, ValueError, "not both"),
     ("nca", {"temperature": 0.0}, ValueError, "> 0"),
     ("nca", {"triplets": "semihard"}, ValueError, "miner="),
     ("ephn", {"temperature": -1.0}, ValueError, "> 0"),
-    ("ephn", {"negatives": "all"}, ValueError, "EPSHN"),
-    ("ephn", {"validity": "2021"}, ValueError, "choose one of"),
+    ("ephn", {"negatives": "all"}, ValueError, r"Unknown negatives 'all'.*Choose one of"),
+    ("ephn", {"validity": "2021"}, ValueError, "Choose one of"),
     ("sct", {"lam": -1.0}, ValueError, ">= 0"),
-    ("sct", {"rule": "eccv"}, ValueError, "choose one of"),
-    ("sct", {"reduction": "sum"}, ValueError, "choose one of"),
-    ("sct", {"mode": "ephn"}, ValueError, "choose one of"),
+    ("sct", {"rule": "eccv"}, ValueError, "Choose one of"),
+    ("sct", {"reduction": "sum"}, ValueError, "Choose one of"),
+    ("sct", {"mode": "ephn"}, ValueError, "Choose one of"),
     ("sct", {"mode": "hn", "lam": 0.5}, ValueError, "do not apply"),
 ])
 def test_bad_hyperparameters_raise_clear_errors(name: str, kwargs: dict, error, match: str) -> None:

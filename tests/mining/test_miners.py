@@ -412,16 +412,16 @@ def test_registry_and_resolve() -> None:
 
 @pytest.mark.parametrize("name,kwargs,match", [
     ("semihard", {"margin": -0.1}, r"\[0, 2\]"),
-    ("semihard", {"select": "some"}, "choose one of"),
+    ("semihard", {"select": "some"}, "Choose one of"),
     ("semihard", {"fallback": "easiest"}, "only applies to select='one'"),
-    ("semihard", {"select": "one", "fallback": "hardest"}, "choose one of"),
-    ("hardest_negative", {"positives": "easiest"}, "choose one of"),
-    ("easy_positive", {"negatives": "all"}, "choose one of"),
+    ("semihard", {"select": "one", "fallback": "hardest"}, "Choose one of"),
+    ("hardest_negative", {"positives": "easiest"}, "Choose one of"),
+    ("easy_positive", {"negatives": "all"}, "Choose one of"),
     ("easy_positive", {"duplicate_threshold": 1.5}, r"\(-1, 1\]"),
     ("easy_positive", {"min_similarity": 0.5, "max_similarity": 0.2}, "must be below"),
     ("distance_weighted", {"cutoff": 0.0}, r"\(0, 2\)"),
     ("distance_weighted", {"nonzero_loss_cutoff": 0.3}, r"\(cutoff, 2\]"),
-    ("distance_weighted", {"positives": "hardest"}, "choose one of"),
+    ("distance_weighted", {"positives": "hardest"}, "Choose one of"),
     ("distance_weighted", {"dim": 1}, ">= 2"),
     ("distance_weighted", {"seed": 0, "generator": torch.Generator()}, "not both"),
 ])
