@@ -39,6 +39,11 @@ maximum in the tile reaches ``best`` add to ``first_rank`` (until it reaches ``k
 reaches their current ``R_q``-th best score merge the tile's top ``r_max`` into their top list. Each score is
 computed once, so every query ranks one fixed set of numbers and the result is exact.
 
+**Dense** (``method="dense"``, the specification): :func:`dense_rank_statistics` builds the whole score matrix
+and reads both results off a full stable sort of each row, straight from the definitions above. It needs
+O(N_query·N_gallery) memory and refuses inputs whose matrix would not fit in ``max_bytes``; the two fast routes are
+tested against it for exact equality.
+
 Floating point: ties are decided on the computed scores. Both routes agree exactly with a brute-force ranking
 whenever the arithmetic is exact, and otherwise up to rounding of near-equal scores. Duplicated vectors are the one
 practical case where scores are equal in exact arithmetic but might round differently in matmul calls of different
@@ -174,16 +179,20 @@ def rank_statistics(
         chunk_size: Query rows per chunk (rows route); the tiles route uses square tiles with as many scores,
             about ``sqrt(chunk_size * N)`` items a side. ``None`` derives it from ``max_bytes``.
         max_bytes: Memory budget for one chunk's or tile's score matrix and its temporaries.
-        method: ``"auto"`` (tiles for self-retrieval when the largest class fits in a tile, else rows), ``"rows"``
-            or ``"tiles"``. Both are exact and give the same results.
+        method: ``"auto"`` (tiles for self-retrieval when the largest class fits in a tile, else rows), ``"rows"``,
+            ``"tiles"``, or ``"dense"`` (the reference: the full score matrix, small inputs only; see
+            :func:`dense_rank_statistics`). All are exact and give the same results.
         block, count_blocks: Tuning knobs of the rows route (see the module docstring); exact for any value.
     """
-    if method not in ("auto", "rows", "tiles"):
-        raise ValueError(f"method must be 'auto', 'rows' or 'tiles'; got {method!r}")
+    if method not in ("auto", "rows", "tiles", "dense"):
+        raise ValueError(f"method must be 'auto', 'rows', 'tiles' or 'dense'; got {method!r}")
     if exclude_self and (query.shape != gallery.shape or query.data_ptr() != gallery.data_ptr()):
         raise ValueError("exclude_self=True needs the gallery to be the query tensor itself")
     if method == "tiles" and not exclude_self:
         raise ValueError("method='tiles' is for self-retrieval (exclude_self=True) only")
+    if method == "dense":
+        return dense_rank_statistics(query, gallery, query_codes, gallery_codes, offsets, exclude_self=exclude_self,
+                                     k_max=k_max, need_top_relevance=need_top_relevance, max_bytes=max_bytes)
     if exclude_self and method != "rows":
         tile = _tile_size(query, query_codes, need_top_relevance, chunk_size, max_bytes)
         if method == "auto" and tile is not None and _has_duplicate_rows(query):
@@ -195,6 +204,56 @@ def rank_statistics(
     return _row_statistics(query, gallery, query_codes, gallery_codes, offsets, exclude_self=exclude_self,
                            k_max=k_max, need_top_relevance=need_top_relevance, chunk_size=chunk_size,
                            max_bytes=max_bytes, block=block, count_blocks=count_blocks)
+
+
+def dense_rank_statistics(
+    query: torch.Tensor,
+    gallery: torch.Tensor,
+    query_codes: torch.Tensor,
+    gallery_codes: torch.Tensor,
+    offsets: torch.Tensor | None = None,
+    *,
+    exclude_self: bool,
+    k_max: int | None,
+    need_top_relevance: bool,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> RankStatistics:
+    """The specification of :func:`rank_statistics`: the full score matrix, one stable sort per row.
+
+    With scores ``S[q, j] = query[q] · gallery[j] − offsets[j]``, the positives ``P_q = {j : c_g(j) = c_q(q)}``
+    (without ``j = q`` in self-retrieval) and ``R_q = |P_q|``, query ``q`` ranks the gallery (without ``q`` itself
+    in self-retrieval) as ``π_q(1), π_q(2), …`` in lexicographic order of ``(−S[q, j], j)``. Then
+
+    * ``first_rank[q] = min(k_max, min{i : π_q(i + 1) ∈ P_q})``, and ``k_max`` when ``R_q = 0``;
+    * ``top_relevance[q, i] = [π_q(i + 1) ∈ P_q and i < R_q]`` for ``0 ≤ i < r_max = max_q R_q``.
+
+    Memory is O(N_query · N_gallery): inputs whose matrix and sort (about ``2·itemsize + 10`` bytes a score) exceed
+    ``max_bytes`` are refused. Arguments as in :func:`rank_statistics`.
+    """
+    num_query, num_gallery = query.shape[0], gallery.shape[0]
+    needed = num_query * num_gallery * (2 * (torch.finfo(query.dtype).bits // 8) + 10)
+    if needed > max_bytes:
+        raise ValueError(f"method='dense' needs about {needed} bytes for the full score matrix, more than "
+                         f"max_bytes={max_bytes}. Use method='auto' (exact, memory-bounded) or raise max_bytes.")
+    scores = query @ gallery.T
+    if offsets is not None:
+        scores = scores - offsets.unsqueeze(0)
+    positive = query_codes.unsqueeze(1) == gallery_codes.unsqueeze(0)
+    order = scores.sort(dim=1, descending=True, stable=True).indices  # equal scores keep ascending index
+    if exclude_self:
+        positive.fill_diagonal_(False)
+        not_self = order != torch.arange(num_query, device=order.device).unsqueeze(1)
+        order = order[not_self].view(num_query, num_gallery - 1)
+    relevance = positive.gather(1, order)
+    num_pos = positive.sum(dim=1)
+    first_rank = top_rel = None
+    if k_max is not None:
+        first_hit = relevance.to(torch.int64).argmax(dim=1)  # the first True (0 when there is none)
+        first_rank = torch.where(num_pos > 0, first_hit.clamp_max(k_max), torch.full_like(first_hit, k_max))
+    if need_top_relevance:
+        r_max = int(num_pos.max().item())
+        top_rel = relevance[:, :r_max] & (torch.arange(r_max, device=order.device).unsqueeze(0) < num_pos.unsqueeze(1))
+    return RankStatistics(num_positives=num_pos, first_rank=first_rank, top_relevance=top_rel)
 
 
 def _row_statistics(
