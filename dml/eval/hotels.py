@@ -1,7 +1,8 @@
 """Hotels-50K retrieval accuracy: hotel instance top-K (K = 1, 10, 100) and hotel chain top-K (K = 1, 3, 5).
 
-Protocol of the released evaluation code (GWUvision/Hotels-50K ``evaluate/retrieval.py``; Stylianou et al.,
-"Hotels-50K: A Global Hotel Recognition Dataset", AAAI 2019, arXiv:1901.11397). Each test image (query) comes
+Protocol of the released evaluation code (Stylianou et al., "Hotels-50K: A Global Hotel Recognition Dataset",
+AAAI 2019, arXiv:1901.11397; github.com/GWUvision/Hotels-50K ``evaluate/retrieval.py`` at commit
+3614e4a51664e22a3a109b873b8d1eb40eca8beb). Each test image (query) comes
 with a ranked list of 100 training images (the gallery), given as image ids in a CSV
 (``query_id, result_id_1, ..., result_id_100``). With ``h(·)`` the hotel and ``c(·)`` the chain of an image:
 
@@ -9,14 +10,14 @@ with a ranked list of 100 training images (the gallery), given as image ids in a
 * chain top-K = (1/|Q_c|) Σ_{q ∈ Q_c} 1[∃ i ≤ K: c(r_q,i) = c(q)], averaged over the queries ``Q_c`` whose hotel
   belongs to a known chain (chain id > -1); a result from a hotel without a known chain (chain id -1) never matches.
 
-Paper vs released code (papers.md §7.2): the repository README notes that the paper's chain accuracy *also*
+Paper vs released code: the repository README (same commit) notes that the paper's chain accuracy *also*
 restricted the results to hotels of known chains, so its chain numbers differ from the released code's (which
 gives 40.4 / 54.1 / 60.4 chain top-1/3/5 for the released model on unoccluded images). ``chain_results="all"``
 (default) is the released code; ``chain_results="known"`` drops the results whose chain is unknown before taking the
 top K, which is our reading of the README sentence; the paper's own evaluation code is not public.
 
-The SCT paper's Hotels-50K numbers (Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020;
-papers.md §2.7) report instance R@1/10/100 and chain R@1/3/5 with the same definitions. Values here are fractions
+The SCT paper's Hotels-50K numbers (Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020,
+arXiv:2007.12749) report instance R@1/10/100 and chain R@1/3/5 with the same definitions. Values here are fractions
 in [0, 1], not percentages.
 """
 from __future__ import annotations

@@ -75,14 +75,15 @@ def assert_same(got, want, tol=1e-9):
             assert got[key] == pytest.approx(value, abs=tol), (key, got[key], value)
 
 
-# Routes of the implementation: the tiles route (self-retrieval default), the rows route, and the rows route with
-# tiny blocks so that the "count over the full row" and "beyond k_max" branches run.
+# Routes of the implementation: the tiles route (self-retrieval default), the rows route, the rows route with
+# tiny blocks so that the "count over the full row" and "beyond k_max" branches run, and the dense reference.
 ROUTES = {
     "auto": {},
     "tiles": {"method": "tiles"},
     "rows": {"method": "rows"},
     "rows-tiny-blocks": {"method": "rows", "block": 2, "count_blocks": 1},
     "rows-odd-blocks": {"method": "rows", "block": 3, "count_blocks": 2},
+    "dense": {"method": "dense"},
 }
 
 
