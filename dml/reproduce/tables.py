@@ -62,3 +62,17 @@ def _pm(summary: Mapping[str, Any] | None) -> str:
     if not summary:
         return "–"
     return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
+
+
+def summary_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], *, digits: int = 3) -> Any:
+    """A pandas DataFrame of :func:`~dml.reproduce.summarize` output, one row per method: ``mean ± std`` over the
+    seeds, or the bare mean when a method has a single seed (whose population std is always 0)."""
+    import pandas as pd
+
+    def cell(values: Mapping[str, Any]) -> str:
+        if len(values["values"]) == 1:
+            return f"{values['mean']:.{digits}f}"
+        return f"{values['mean']:.{digits}f} ± {values['std']:.{digits}f}"
+
+    return pd.DataFrame({method: {metric: cell(v) for metric, v in per.items()}
+                         for method, per in summary.items()}).T
