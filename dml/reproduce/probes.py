@@ -11,12 +11,13 @@ from typing import Any
 from dml.train.config import Config
 
 
-def probe(config: Config, split: str, limit: int | None = None) -> Any:
-    """One split as the evaluation sees it (no augmentation), at most ``limit`` images of whole classes, so that
-    every kept anchor keeps its positives (:func:`dml.train.pipeline.evaluation_split`)."""
+def probe(config: Config, split: str, limit: int | None = None, *, seed: int = 0) -> Any:
+    """One split as the evaluation sees it (no augmentation), at most ``limit`` images of whole classes drawn with
+    ``seed``, so that every kept anchor keeps its positives (:func:`dml.train.pipeline.evaluation_split`)."""
     from dml.train import pipeline, resolve_device
 
-    return pipeline.evaluation_split(config, split, device=resolve_device(config.device), max_items=limit)[0]
+    return pipeline.evaluation_split(config, split, device=resolve_device(config.device), max_items=limit,
+                                     seed=seed)[0]
 
 
 def split_labels(config: Config, split: str) -> Any:
