@@ -313,7 +313,7 @@ def test_epoch_zero_is_the_network_train_starts_from(experiment, tmp_path: Path)
 
     config = experiment.config("SCT", dataset="synthetic", profile="smoke", seed=3, output_dir=tmp_path / "run",
                                overrides=["train.epochs=1"])
-    diagnostics = dict(pairs="all", histograms=False, spectrum_ks=(), density=False)
+    diagnostics = {"pairs": "all", "histograms": False, "spectrum_ks": (), "density": False}
     record = epoch_zero(config, diagnostics=diagnostics)
     assert record["epoch"] == 0 and "recall@1" in record and "train_hard_ratio" in record
     again = epoch_zero(config)
