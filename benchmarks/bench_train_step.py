@@ -46,7 +46,7 @@ MODES = {"fp32": (False, False), "amp": (True, False), "amp+channels_last": (Tru
 
 def ours(config_overrides: list[str], *, device: torch.device, amp: bool, channels_last: bool, cache: int,
          size: int):
-    experiment = load_experiment("sct")
+    experiment = load_experiment(Path(__file__).resolve().parents[1] / "notebooks" / "sct")
     config = experiment.config("SCT", dataset="cub200", profile="full", seed=0, output_dir="runs/bench",
                                overrides=config_overrides + [f"amp={str(amp).lower()}",
                                                              f"channels_last={str(channels_last).lower()}",

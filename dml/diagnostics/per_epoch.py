@@ -107,18 +107,30 @@ def epoch_diagnostics(model: Any, dataset: Any, *, batch_size: int = 256, device
     return embedding_diagnostics(embeddings, labels, **kwargs)
 
 
-def diagnostics_callback(datasets: Mapping[str, Any], *, batch_size: int = 256,
-                         **kwargs: Any) -> Callable[[int, Any], dict[str, Any]]:
+def diagnostics_callback(datasets: Mapping[str, Any], *, batch_size: int = 256, every: int = 1,
+                         last: int | None = None, **kwargs: Any) -> Callable[[int, Any], dict[str, Any]]:
     """An ``on_epoch_end(epoch, model)`` hook for :func:`dml.train.train` recording :func:`epoch_diagnostics` of
     every dataset, with keys prefixed ``"{name}_"`` (e.g. ``{"train": ..., "test": ...}`` gives ``train_rho@1``).
+
+    Args:
+        datasets: the sets to embed, by name.
+        batch_size: the embedding batch size.
+        every: diagnose only epochs ``e`` with ``e % every == 0`` (and ``last``); other epochs record nothing.
+            ``every <= 1`` diagnoses every epoch.
+        last: the run's last epoch, always diagnosed (``None``: no extra epoch).
+        kwargs: passed to :func:`embedding_diagnostics` (``pairs``, ``bins``, ``histograms``, ...).
     """
     if not datasets:
         raise ValueError("datasets is empty; pass e.g. {'train': train_set, 'test': test_set}.")
     if "prefix" in kwargs:
         raise ValueError("diagnostics_callback sets the prefix from each dataset's name; do not pass prefix.")
+    if not isinstance(every, int) or isinstance(every, bool):
+        raise TypeError(f"every must be an int; got {every!r}. Pass e.g. every=10 to diagnose every 10th epoch.")
 
     def on_epoch_end(epoch: int, model: Any) -> dict[str, Any]:
         record: dict[str, Any] = {}
+        if every > 1 and epoch % every != 0 and epoch != last:
+            return record
         for name, dataset in datasets.items():
             record.update(epoch_diagnostics(model, dataset, batch_size=batch_size, prefix=f"{name}_", **kwargs))
         return record

@@ -260,3 +260,63 @@ def test_tables_without_a_requested_column_are_left_out(experiment) -> None:
     assert table.empty
     table = comparison_table(experiment, "bench", columns={"R@2": "recall@2", "R@4": "recall@4"})
     assert table["R@2"].tolist() == [69.8, "collapse"] and table["R@4"].tolist() == ["–", "–"]
+
+
+def test_the_default_folders_are_found_from_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    from dml.reproduce import find_root
+
+    checkout = tmp_path / "checkout"
+    write_experiment(checkout / "notebooks" / "toy")
+    (checkout / "notebooks" / "deep").mkdir()
+    monkeypatch.chdir(checkout / "notebooks" / "deep")
+    experiment = load_experiment("toy")
+    assert experiment.folder == (checkout / "notebooks" / "toy").resolve()
+    assert experiment.results_path("synthetic") == checkout.resolve() / "results" / "toy" / "synthetic.json"
+    assert experiment.command("SCT", dataset="synthetic", profile="smoke", seed=0,
+                              output_dir="o").split()[2] == "notebooks/toy/synthetic.yaml"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    with pytest.raises(FileNotFoundError, match="pass the results folder"):
+        experiment.results_path("synthetic")
+    assert experiment.results_path("synthetic", root=outside) == outside / "toy" / "synthetic.json"
+    assert find_root(checkout / "notebooks" / "toy") == checkout.resolve()
+
+
+def test_summary_tables_show_no_spread_for_one_seed() -> None:
+    from dml.reproduce import summary_table
+
+    one = summary_table(summarize({"m": [fake_run("m", 0, [0.5, 0.25])]}, ["recall@1"]))
+    two = summary_table(summarize({"m": [fake_run("m", 0, [0.5, 0.25]), fake_run("m", 1, [0.5, 0.75])]},
+                                  ["recall@1"]))
+    assert one.loc["m", "recall@1"] == "0.250" and two.loc["m", "recall@1"] == "0.500 ± 0.250"
+
+
+def test_page_helpers_chance_recall_epoch_zero_curves_and_run_folders(experiment, tmp_path: Path) -> None:
+    from dml.reproduce import chance_recall, curve_from_epoch_zero, quiet, run_folder
+
+    assert chance_recall([0, 0, 1, 1]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="two labels"):
+        chance_recall([0])
+    runs = [fake_run("m", 0, [0.5, 0.25]), fake_run("m", 1, [0.5, 0.75])]
+    epochs, mean, std = curve_from_epoch_zero(runs, "recall@1", {0: {"recall@1": 0.1}, 1: {"recall@1": 0.3}})
+    assert list(epochs) == [0, 1, 2] and mean[0] == pytest.approx(0.2) and std[0] == pytest.approx(0.1)
+    assert run_folder(experiment, output_dir=tmp_path / "o", dataset="d", builtin=False) == tmp_path / "o" / "d"
+    assert run_folder(experiment, output_dir="o", dataset="d", builtin=False, root=tmp_path) == tmp_path / "o" / "d"
+    assert run_folder(experiment, output_dir="o", dataset="d", builtin=True).parts[-2:] == ("o", "d")
+    with quiet():
+        print("hidden")
+
+
+def test_epoch_zero_is_the_network_train_starts_from(experiment, tmp_path: Path) -> None:
+    from dml.reproduce import epoch_zero, initial_model, train_diagnostics_callback
+
+    config = experiment.config("SCT", dataset="synthetic", profile="smoke", seed=3, output_dir=tmp_path / "run",
+                               overrides=["train.epochs=1"])
+    diagnostics = {"pairs": "all", "histograms": False, "spectrum_ks": (), "density": False}
+    record = epoch_zero(config, diagnostics=diagnostics)
+    assert record["epoch"] == 0 and "recall@1" in record and "train_hard_ratio" in record
+    again = epoch_zero(config)
+    assert again["recall@1"] == record["recall@1"] and "train_hard_ratio" not in again
+    hook = train_diagnostics_callback(config, diagnostics=diagnostics)
+    assert "train_mean_similarity" in hook(1, initial_model(config))
