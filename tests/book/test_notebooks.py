@@ -51,7 +51,7 @@ def compare(actual: Any, expected: Any, baseline: dict[str, Any], where: str = "
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: expected a list of {len(expected)}, got {actual!r}"]
         return [p for i, (a, e) in enumerate(zip(actual, expected)) for p in compare(a, e, baseline, f"{where}[{i}]")]
-    if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
+    if isinstance(expected, (bool, str)) or expected is None:
         return [] if actual == expected else [f"{where}: {actual!r} != baseline {expected!r}"]
     if isinstance(expected, (int, float)):
         if not isinstance(actual, (int, float)) or isinstance(actual, bool) or not math.isfinite(actual):
