@@ -4,23 +4,35 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test setup baselines bench twins clean
+.PHONY: book test unit lint setup baselines bench twins clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install -e ".[book,test]"
+	$(BIN)/python -m pip install -e ".[book,test,dev]"
 	touch $(STAMP)
 
-# Build the course: executes every chapter on built-in data (profile "smoke"); warnings are errors.
+# Build the course on built-in data (profile "smoke"); warnings are errors. A page whose notebook `make test` executed
+# from the current files is built from that notebook; every other page is executed here (tests/pages.py).
+# The staged source tree is _build/stage; the HTML is _build/html, as with `jupyter-book build .`.
 book: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/python -m tests.pages --stage-book
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-book build _build/stage --path-output . -W --keep-going
 
 # Unit tests plus the papermill regression run of every book page and notebook.
 test: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+
+# Unit tests only: everything but the papermill runs of the pages.
+unit: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not notebook"
+
+# Lint and formatting check (the same checks as the pre-commit hooks).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Regenerate tests/baselines/*.json on purpose (review the diff before committing).
 baselines: $(STAMP)

@@ -1,12 +1,25 @@
-"""Find the executable pages of the book: every file in ``_toc.yml`` that has code cells."""
+"""Find the executable pages of the book: every file in ``_toc.yml`` that has code cells.
+
+It also stages the book build so that each page is executed once per CI run: the regression suite
+(``tests/book/test_notebooks.py``) stores in each executed notebook a fingerprint of what produced it
+(:func:`fingerprint`), and ``python -m tests.pages --stage-book`` writes a source tree under ``_build/stage``
+where a page whose executed notebook is fresh is that notebook (outputs kept, papermill's injected-parameters cell
+removed, excluded from execution) and every other page is its MyST-Markdown source, executed by the build.
+"""
 from __future__ import annotations
 
+import hashlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+ARTEFACTS = REPO / "_build" / "test-notebooks"
+STAGE = REPO / "_build" / "stage"
+BOOK_PROFILE = "smoke"
 
 
 def _files(node: Any) -> Iterator[str]:
@@ -23,11 +36,15 @@ def _files(node: Any) -> Iterator[str]:
 
 def toc_pages() -> list[Path]:
     """Every page listed in ``_toc.yml``, resolved to the file on disk (``.md`` preferred, as Jupyter Book does)."""
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    return _toc_pages(REPO)
+
+
+def _toc_pages(repo: Path) -> list[Path]:
+    toc = yaml.safe_load((repo / "_toc.yml").read_text())
     pages = []
     for entry in _files(toc):
         for ext in (".md", ".ipynb", ""):
-            candidate = REPO / (entry + ext)
+            candidate = repo / (entry + ext)
             if candidate.is_file():
                 pages.append(candidate)
                 break
@@ -72,10 +89,122 @@ def sync_twins() -> list[Path]:
     return written
 
 
+def recipe_folder(page: Path) -> Path | None:
+    """The recipe folder a reproduction page loads (``notebooks/reproduce_sct.md`` -> ``notebooks/sct/``), if any."""
+    folder = page.parent / page.stem.removeprefix("reproduce_")
+    return folder if folder.is_dir() and folder != page.parent else None
+
+
+def _inputs(page: Path, repo: Path) -> list[Path]:
+    files = [page, *sorted(p for p in (repo / "dml").rglob("*") if p.is_file() and "__pycache__" not in p.parts)]
+    folder = recipe_folder(page)
+    if folder is not None:
+        files += sorted(p for p in folder.rglob("*") if p.is_file())
+    return files
+
+
+def fingerprint(page: Path, profile: str = BOOK_PROFILE, repo: Path = REPO) -> str:
+    """SHA-256 of what an execution of ``page`` depends on: its text, every file of ``dml/``, its recipe folder,
+    and the profile. An executed notebook whose stored fingerprint differs from this one is stale."""
+    digest = hashlib.sha256(f"profile={profile}\n".encode())
+    for path in _inputs(page, repo):
+        digest.update(f"{path.relative_to(repo).as_posix()}\n".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def stamp(executed: Path, page: Path, profile: str, seconds: float, repo: Path = REPO) -> None:
+    """Record in the executed notebook's metadata the fingerprint of what produced it (see :func:`fresh_notebook`)."""
+    import nbformat
+
+    notebook = nbformat.read(executed, as_version=4)
+    notebook.metadata["dml"] = {"page": page.relative_to(repo).as_posix(), "profile": profile,
+                                "fingerprint": fingerprint(page, profile, repo), "seconds": round(seconds, 1)}
+    nbformat.write(notebook, executed)
+
+
+def fresh_notebook(page: Path, artefacts: Path = ARTEFACTS, repo: Path = REPO) -> Any | None:
+    """The regression run's executed notebook of ``page`` if it is fresh, ready for the book; otherwise None.
+
+    Fresh: it exists, ran with the book's profile and its fingerprint matches the current files. Ready: the cell
+    papermill injected (its parameters name ``_build`` paths) is removed and papermill's metadata dropped.
+    """
+    import nbformat
+
+    executed = artefacts / f"{baseline_name(page)}.ipynb"
+    if not executed.is_file():
+        return None
+    notebook = nbformat.read(executed, as_version=4)
+    stored = notebook.metadata.get("dml", {})
+    if stored.get("profile") != BOOK_PROFILE or stored.get("fingerprint") != fingerprint(page, BOOK_PROFILE, repo):
+        return None
+    notebook.cells = [c for c in notebook.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    notebook.metadata.pop("papermill", None)
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    return notebook
+
+
+def _stage_config(repo: Path, stage: Path, twins: list[str]) -> None:
+    config = yaml.safe_load((repo / "_config.yml").read_text())
+    # The twins of executed pages stay out of the build; a reused page is an .ipynb, so "**.ipynb" cannot be used.
+    patterns = [p for p in config.get("exclude_patterns", []) if p not in ("**.ipynb",)]
+    config["exclude_patterns"] = patterns + twins
+    # Reused notebooks are built from their outputs; the other pages are executed as in `jupyter-book build .`.
+    config.setdefault("execute", {})["exclude_patterns"] = ["*.ipynb"]
+    (stage / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _link_neighbours(folder: Path, repo: Path, stage: Path, pages: set[Path]) -> None:
+    """Symlink what pages may read next to them (recipe folders, the bibliography), not the pages themselves."""
+    target_dir = stage / folder.relative_to(repo)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if entry.with_suffix("") in pages or entry.name.startswith("."):
+            continue
+        (target_dir / entry.name).symlink_to(entry)
+
+
+def stage_book(repo: Path = REPO, stage: Path = STAGE, artefacts: Path = ARTEFACTS) -> dict[str, str]:
+    """Write the book's staging source tree; returns ``{page: "reused" | "executed" | "static"}``."""
+    import nbformat
+
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    pages = _toc_pages(repo)
+    stems = {page.with_suffix("") for page in pages}
+    for folder in sorted({page.parent for page in pages}):
+        _link_neighbours(folder, repo, stage, stems)
+    shutil.copy2(repo / "_toc.yml", stage / "_toc.yml")
+    plan, twins = {}, []
+    for page in pages:
+        relative = page.relative_to(repo)
+        notebook = fresh_notebook(page, artefacts, repo) if has_code(page) else None
+        if notebook is not None:
+            nbformat.write(notebook, stage / relative.with_suffix(".ipynb"))
+            plan[relative.as_posix()] = "reused"
+            continue
+        shutil.copy2(page, stage / relative)
+        twin = page.with_suffix(".ipynb")
+        if page.suffix == ".md" and twin.is_file():
+            shutil.copy2(twin, stage / relative.with_suffix(".ipynb"))  # found on disk by the Colab button
+            twins.append(relative.with_suffix(".ipynb").as_posix())
+        plan[relative.as_posix()] = "executed" if has_code(page) else "static"
+    _stage_config(repo, stage, twins)
+    return plan
+
+
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] != ["--sync-twins"]:
-        sys.exit("usage: python -m tests.pages --sync-twins")
-    for path in sync_twins():
-        print(f"wrote {path.relative_to(REPO)}")
+    if sys.argv[1:] == ["--sync-twins"]:
+        for path in sync_twins():
+            print(f"wrote {path.relative_to(REPO)}")
+    elif sys.argv[1:] == ["--stage-book"]:
+        for page, how in stage_book().items():
+            print(f"{how:>8}  {page}")
+        print(STAGE.relative_to(REPO))
+    else:
+        sys.exit("usage: python -m tests.pages --sync-twins | --stage-book")

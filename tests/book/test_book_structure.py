@@ -1,4 +1,4 @@
-"""Static checks of the book: Colab twins in sync, parameters cells, the Colab install cell, citations, no placeholders."""
+"""Static checks of the book: Colab twins in sync, parameters cells, Colab install cell, citations, no placeholders."""
 from __future__ import annotations
 
 import re
@@ -25,7 +25,9 @@ def test_colab_twin_exists_without_outputs_and_matches(page: Path) -> None:
     twin = page.with_suffix(".ipynb")
     assert twin.is_file(), f"{twin.relative_to(REPO)} is missing; run `make twins` (jupytext --sync) and commit it"
     twin_nb = nbformat.read(twin, as_version=4)
-    with_outputs = [i for i, c in enumerate(twin_nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    with_outputs = [
+        i for i, c in enumerate(twin_nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)
+    ]
     assert not with_outputs, f"{twin.name} has outputs in cells {with_outputs}; the twin must be output-free"
     assert _cells(jupytext.read(page)) == _cells(twin_nb), (
         f"{page.name} and {twin.name} have drifted apart; run `make twins` and commit both")
@@ -41,7 +43,8 @@ def test_parameters_cell_and_colab_install_cell(page: Path) -> None:
         f"the first code cell of {page.name} must install the package on Colab from {repo_url} (_config.yml)")
     tagged = [c for c in code if "parameters" in c.metadata.get("tags", ())]
     assert len(tagged) == 1, f"{page.name} needs exactly one cell tagged `parameters`"
-    assert re.search(r'^profile\s*=\s*"smoke"', tagged[0].source, re.M), "the parameters cell must set profile = \"smoke\""
+    assert re.search(r'^profile\s*=\s*"smoke"', tagged[0].source, re.M), (
+        'the parameters cell must set profile = "smoke"')
     assert re.search(r"^results_path\s*=", tagged[0].source, re.M), "the parameters cell must define results_path"
     assert code.index(tagged[0]) == 1, "the parameters cell comes right after the Colab install cell"
 

@@ -4,7 +4,8 @@ Each page writes its key numbers to the JSON file named by its ``results_path`` 
 with ``tests/baselines/<page>.json``. Baselines change only on purpose: ``make baselines`` (which runs this file with
 ``--update-baselines``) rewrites them, keeping each file's tolerances, and the diff is reviewed before committing.
 
-The executed notebooks are kept in ``_build/test-notebooks/`` (git-ignored) as artefacts.
+The executed notebooks are kept in ``_build/test-notebooks/`` (git-ignored), each stamped with the fingerprint of
+what produced it, so that ``make book`` reuses a fresh one instead of executing the page again (``tests/pages.py``).
 """
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.pages import REPO, baseline_name, executable_pages
+from tests.pages import ARTEFACTS, BOOK_PROFILE, REPO, baseline_name, executable_pages, stamp
 
-ARTEFACTS = REPO / "_build" / "test-notebooks"
 BASELINES = REPO / "tests" / "baselines"
 DEFAULT_TOLERANCE = {"abs": 1e-3, "rel": 1e-3}
 # The smoke profile's budget is 90 s per page on 2 cores; this hard stop is looser so a busy CI machine does not
@@ -51,7 +51,7 @@ def compare(actual: Any, expected: Any, baseline: dict[str, Any], where: str = "
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: expected a list of {len(expected)}, got {actual!r}"]
         return [p for i, (a, e) in enumerate(zip(actual, expected)) for p in compare(a, e, baseline, f"{where}[{i}]")]
-    if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
+    if isinstance(expected, (bool, str)) or expected is None:
         return [] if actual == expected else [f"{where}: {actual!r} != baseline {expected!r}"]
     if isinstance(expected, (int, float)):
         if not isinstance(actual, (int, float)) or isinstance(actual, bool) or not math.isfinite(actual):
@@ -94,7 +94,7 @@ def test_page_smoke_profile(page: Path, request: pytest.FixtureRequest) -> None:
     papermill.execute_notebook(
         notebook,
         str(ARTEFACTS / f"{name}.ipynb"),
-        parameters={"profile": "smoke", "results_path": str(results_path)},
+        parameters={"profile": BOOK_PROFILE, "results_path": str(results_path)},
         kernel_name="python3",
         cwd=str(page.parent),
         progress_bar=False,
@@ -102,6 +102,7 @@ def test_page_smoke_profile(page: Path, request: pytest.FixtureRequest) -> None:
     )
     seconds = time.perf_counter() - start
     print(f"{page.relative_to(REPO)}: executed in {seconds:.1f} s")
+    stamp(ARTEFACTS / f"{name}.ipynb", page, BOOK_PROFILE, seconds)
     assert results_path.is_file(), f"{page} did not write its results to results_path (call dml.notebook.save_results)"
     record = json.loads(results_path.read_text())
     assert record["profile"] == "smoke"
