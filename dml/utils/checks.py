@@ -56,23 +56,17 @@ def check_embeddings_and_labels(embeddings: Any, labels: Any, *, name: str = "em
     label_shape = tuple(labels.shape) if hasattr(labels, "shape") else (len(labels),)
     if len(label_shape) != 1:
         raise ValueError(f"labels must be a 1-D array of length N; got shape {label_shape}. "
-                         "Pass one integer class id per embedding (use labels.ravel() for a column vector).")
+                         "Pass one class id per embedding (labels.ravel() for a column vector).")
     if label_shape[0] != shape[0]:
-        raise ValueError(f"{name} and labels have different lengths: {shape[0]} embeddings but {label_shape[0]} "
-                         "labels. Each embedding needs exactly one label; check that both come from the same "
-                         "dataset split and were not shuffled or truncated separately.")
-    if hasattr(embeddings, "isfinite"):
-        finite = bool(embeddings.isfinite().all())
+        raise ValueError(f"{name} and labels have different lengths ({shape[0]} and {label_shape[0]}). "
+                         "Pass one label per embedding, both from the same split in the same order.")
+    if isinstance(embeddings, torch.Tensor):
+        bad = int((~embeddings.isfinite()).any(dim=1).sum())
     else:
-        finite = bool(np.isfinite(np.asarray(embeddings)).all())
-    if not finite:
-        if hasattr(embeddings, "isfinite"):
-            bad = int((~embeddings.isfinite()).any(dim=1).sum())
-        else:
-            bad = int((~np.isfinite(np.asarray(embeddings))).any(axis=1).sum())
-        raise ValueError(f"{name} contain NaN or infinite values in {bad} of {shape[0]} rows. This usually means "
-                         "training diverged (lower the learning rate, or check for a division by a zero norm); "
-                         "the metrics would be meaningless, so none are computed.")
+        bad = int((~np.isfinite(np.asarray(embeddings))).any(axis=1).sum())
+    if bad:
+        raise ValueError(f"{name} contain NaN or infinite values in {bad} of {shape[0]} rows. Training probably "
+                         "diverged: lower the learning rate or look for a division by a zero norm.")
 
 
 def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings") -> torch.Tensor:
@@ -112,15 +106,8 @@ def as_float64_matrix(embeddings: Any, labels: Any = None, *, name: str = "embed
     x = np.asarray(embeddings)
     if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"{name} must be a numeric (N, D) array; got dtype {x.dtype}.")
-    if labels is not None:
-        check_embeddings_and_labels(x, as_label_array(labels), name=name)
-    elif x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {x.shape}. "
-                         "Flatten or stack your per-image vectors first.")
-    elif not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).any(axis=1).sum())
-        raise ValueError(f"{name} contain NaN or infinite values in {bad} of {x.shape[0]} rows (training "
-                         "diverged?); the diagnostic would be meaningless, so it is not computed.")
+    row_labels = np.zeros(len(x) if x.ndim else 0) if labels is None else as_label_array(labels)
+    check_embeddings_and_labels(x, row_labels, name=name)
     if x.shape[0] < min_rows:
         raise ValueError(f"{name} have {x.shape[0]} rows, but this diagnostic needs at least {min_rows}; "
                          "pass a larger set of embeddings.")
