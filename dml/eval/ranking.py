@@ -20,7 +20,7 @@ What is computed
   number of positives of any query); MAP@R and R-precision need nothing else.
 
 Every score block is one ``torch`` matmul on whatever device the embeddings live on (CPU or CUDA; nothing in the
-loop copies data to the host), and its size is bounded by ``max_bytes`` (256 MiB by default). Two exact routes:
+loop copies data to the host), and its size is bounded by ``max_bytes`` (256 MiB by default). Two fast exact routes:
 
 **Rows** (query/gallery retrieval; self-retrieval with duplicated vectors): chunks of queries against the whole
 gallery. Each row is cut into blocks of ``block`` consecutive gallery items and the block maxima are ranked by
