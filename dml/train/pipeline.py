@@ -12,20 +12,21 @@ pipelines.
   from the cached evaluation split through the deterministic :class:`~dml.data.augment.CenterCropTransform`.
 
 The released recipe of Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020, arXiv:2007.12749
-(``papers.md`` §2.6), train ``Resize(281) → RandomCrop(256) → flip → normalise`` and test
+train ``Resize(281) → RandomCrop(256) → flip → normalise`` and test
 ``Resize(256) → CenterCrop(256) → normalise``, is ``pipeline: cached``, ``cache_size: 281``,
 ``augment: {size: 256, crop: random, test_resize: 256, normalize: <dataset>}``: the cache is the ``Resize(281)``
 step (shorter side to 281, central square; see :mod:`dml.data.cache` for the one difference), so no resize is
 applied to the cached squares before the random crop.
 
-Evaluation protocol (``eval.protocol``, resolved by :func:`resolve_protocol`): what :class:`Evaluation` holds.
+Evaluation protocol (``eval.protocol``, resolved by :func:`dml.eval.resolve_protocol`; described in
+:mod:`dml.eval.protocol`): what the :class:`dml.eval.Evaluation` built here holds.
 
 * ``self``: the evaluation split; every image queries all the others (CUB-200-2011, Cars196, SOP).
 * ``query-gallery``: the evaluation split with its ``is_query`` mask, embedded once and split by the mask (In-Shop,
   Liu et al., "DeepFashion", CVPR 2016: ``split="test"`` of :class:`dml.data.InShop` is queries then gallery).
 * ``hotels``: the test split (TraffickCam photos, the queries) with its ``chain_labels``, and a ``gallery`` of the
   *training* images under the evaluation transform (centre crop; not the random training augmentation), with
-  theirs (Hotels-50K, Stylianou et al., AAAI 2019, papers.md §7.2). ``cached`` reuses the training cache for the
+  theirs (Hotels-50K, Stylianou et al., AAAI 2019). ``cached`` reuses the training cache for the
   gallery, ``jpeg`` and ``tensor`` a copy of the training dataset with the evaluation transform.
 
 :func:`evaluation_split` serves any one split the way the evaluation sees it (optionally a seeded set of whole
@@ -48,48 +49,13 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 
 import dml.data
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
+from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
+from dml.eval.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.train import distributed
 from dml.train.config import Config, ConfigError
 from dml.utils.registry import did_you_mean
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
-
-#: ``eval.protocol: auto``: the benchmarks whose own protocol is not self-retrieval; every other dataset is
-#: evaluated by ``self``-retrieval. In-Shop: queries against a separate gallery (Liu et al., CVPR 2016); Hotels-50K:
-#: test photos against the training images (Stylianou et al., AAAI 2019).
-AUTO_PROTOCOL = {"inshop": "query-gallery", "hotels50k": "hotels"}
-#: The per-image array of the evaluation split (and, for ``hotels``, of the training gallery) each protocol needs.
-PROTOCOL_ARRAY = {"query-gallery": "is_query", "hotels": "chain_labels"}
-_PROTOCOL_NAMES = {"self": "every image queries all the others", "query-gallery": "queries against a gallery",
-                   "hotels": "test photos against the training images"}
-
-
-def resolve_protocol(dataset: str, protocol: str = "auto") -> str:
-    """The evaluation protocol of ``eval.protocol`` for ``data.name = dataset``: ``auto`` becomes
-    :data:`AUTO_PROTOCOL`'s entry (``self`` when there is none); an explicit protocol is returned as it is."""
-    return AUTO_PROTOCOL.get(dataset, "self") if protocol == "auto" else protocol
-
-
-@dataclass
-class Evaluation:
-    """What :func:`dml.train.evaluate` needs for one ``protocol`` (see the module docstring).
-
-    Attributes:
-        protocol: ``"self"``, ``"query-gallery"`` or ``"hotels"`` (resolved).
-        data: The evaluation split for :func:`dml.eval.embed`, a dataset or a ``DataLoader`` of ready batches.
-        is_query: ``query-gallery``: one flag per item of ``data``, ``True`` for the queries.
-        chain_labels: ``hotels``: the chain id of each item of ``data`` (``-1``: no known chain).
-        gallery: ``hotels``: the training images under the evaluation transform (a dataset or ``DataLoader``).
-        gallery_chain_labels: ``hotels``: the chain id of each gallery item.
-    """
-
-    protocol: str
-    data: Any
-    is_query: np.ndarray | None = None
-    chain_labels: np.ndarray | None = None
-    gallery: Any = None
-    gallery_chain_labels: np.ndarray | None = None
-
 
 @dataclass
 class Pipeline:
