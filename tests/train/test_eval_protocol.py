@@ -23,7 +23,7 @@ from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, CenterCropTransform
 from dml.eval.hotels import CHAIN_KS
 from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
 from dml.train import distributed, pipeline
-from dml.train.trainer import _check_resumable, _with_defaults
+from dml.train.checkpoint import check_resumable as _check_resumable, with_defaults as _with_defaults
 from tests.fixtures.benchmarks import make_hotels, make_inshop
 
 SIZE, TEST_RESIZE, CACHE = 32, 36, 40

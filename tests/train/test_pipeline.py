@@ -140,7 +140,7 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path: Path, data: dict, mess
 
 
 def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> None:
-    from dml.train.trainer import _check_resumable, _with_defaults
+    from dml.train.checkpoint import check_resumable as _check_resumable, with_defaults as _with_defaults
     from dml.train.config import to_dict
 
     config = from_dict({})
