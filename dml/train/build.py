@@ -13,7 +13,7 @@ import dml.data
 import dml.losses
 import dml.models
 from dml.data.registry import check_keywords
-from dml.train import pipeline
+from dml.data.loaders import check_pipeline
 from dml.train.checkpoint import load_checkpoint
 from dml.train.config import Config, ConfigError, OptimConfig, from_dict
 from dml.utils.registry import did_you_mean
@@ -93,7 +93,7 @@ def preflight(config: Config) -> None:
         if value not in choices:
             raise ConfigError(f"Config key {key!r}: unknown value {value!r}.{did_you_mean(value, choices)} "
                               f"Choose one of {choices}.")
-    pipeline.check(config)
+    check_pipeline(config.data, config.eval.protocol)
     valid = dml.losses.hyperparameters(config.loss.name)
     unknown = sorted(set(config.loss.kwargs) - set(valid))
     if unknown:

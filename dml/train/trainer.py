@@ -9,7 +9,7 @@ Outputs in ``config.output_dir`` (rank 0 only):
   the epoch, the Python/NumPy/torch RNG states and the metrics history.
 
 Data: ``config.data.pipeline`` picks how batches are made (fixed-size tensors, per-image transforms of image
-files, or a decoded cache augmented batch by batch); :mod:`dml.train.pipeline` builds them.
+files, or a decoded cache augmented batch by batch); :mod:`dml.data.loaders` builds them.
 
 Evaluation follows each benchmark's published protocol, ``config.eval.protocol`` (``auto`` picks it from
 ``data.name``), through :func:`dml.eval.evaluate`; the protocols and their metrics are described in
@@ -43,7 +43,8 @@ import dml.data
 import dml.eval
 import dml.losses
 import dml.models
-from dml.train import distributed, pipeline
+from dml.data import loaders
+from dml.train import distributed
 from dml.train.build import build_loss, build_model, build_optimizer, preflight, resolve_device
 from dml.train.callbacks import Callback, EpochCallback, EpochEndFunction, Method
 from dml.train.checkpoint import (check_resumable, checkpoint_state, get_rng_state, load_checkpoint, set_rng_state,
@@ -90,7 +91,7 @@ class _Run:
     config: Config
     info: distributed.DistInfo
     device: torch.device
-    data: pipeline.Pipeline
+    data: loaders.Pipeline
     model: nn.Module
     net: nn.Module
     loss_fn: nn.Module
@@ -142,7 +143,9 @@ def _build_run(config: Config, *, resume: bool, info: distributed.DistInfo, devi
     amp = config.amp and device.type == "cuda"
     if config.amp and not amp and info.is_main:
         log.info(f"note: amp is only used on CUDA; training in float32 on {device.type}.")
-    data = pipeline.build(config, info=info, device=device)
+    data = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
+                                 eval_batch_size=config.eval.batch_size, rank=info.rank, world_size=info.world_size,
+                                 is_main=info.is_main, device=device, barrier=distributed.barrier)
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
