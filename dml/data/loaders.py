@@ -1,5 +1,5 @@
-"""How the data settings (:class:`~dml.data.settings.DataConfig`) become training batches and evaluation batches: the ``tensor``, ``jpeg`` and ``cached``
-pipelines.
+"""How the data settings (:class:`~dml.data.settings.DataConfig`) become training batches and evaluation batches:
+the ``tensor``, ``jpeg`` and ``cached`` pipelines.
 
 * ``tensor``: the dataset's items are already fixed-size tensors (``synthetic``, ``digits``); a ``DataLoader`` with
   the P×K batch sampler collates them as they are, and evaluation embeds the evaluation split as it is.
@@ -248,7 +248,8 @@ def whole_classes(labels: Sequence[int] | np.ndarray, max_items: int | None, *, 
             keep.append(order[starts[c]:starts[c] + counts[c]])
             total += counts[c]
     if not keep:
-        raise ValueError(f"max_items={max_items} is smaller than every class (smallest {counts.min()} items); raise it.")
+        raise ValueError(f"max_items={max_items} is smaller than every class (smallest {counts.min()} items); "
+                         "raise it.")
     return np.sort(np.concatenate(keep))
 
 
