@@ -13,6 +13,7 @@ Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -153,8 +154,26 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_to_stdout() -> None:
+    """The trainer's messages (``logging`` of ``dml``, INFO and up) as plain lines on stdout, above any progress bar."""
+    from tqdm.auto import tqdm
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=sys.stdout)
+
+    logger = logging.getLogger("dml")
+    if not any(getattr(h, "dml_cli", False) for h in logger.handlers):
+        handler = Handler()
+        handler.dml_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _train(args: argparse.Namespace) -> int:
     from dml.train import ConfigError, load_config, preflight, train
+
+    _log_to_stdout()
 
     overrides = list(args.overrides)
     if args.output_dir is not None:

@@ -26,13 +26,16 @@ from dml.data.files import DatasetNotFoundError, ImageFileDataset, dataset_dir
 from dml.data.hotels import Hotels50K
 from dml.data.images import CorruptImageError, find_corrupt_images, load_image
 from dml.data.inshop import InShop
+from dml.data.loaders import Pipeline, build_loaders, check_pipeline, evaluation_split, whole_classes
 from dml.data.registry import UnknownDatasetError, available, build, register
 from dml.data.root import data_root
 from dml.data.samplers import PKSampler
+from dml.data.settings import AugmentConfig, ConfigError, DataConfig, SamplerConfig
 from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
 
 __all__ = [
+    "AugmentConfig",
     "CATALOG",
     "CUB200",
     "SPLITS",
@@ -40,10 +43,12 @@ __all__ = [
     "CacheMissingError",
     "CachedDataset",
     "Cars196",
+    "ConfigError",
     "CheckReport",
     "ChecksumError",
     "CorruptImageError",
     "DMLDataset",
+    "DataConfig",
     "DatasetInfo",
     "DatasetNotFoundError",
     "DigitsDataset",
@@ -54,6 +59,8 @@ __all__ = [
     "InShop",
     "ManualDownloadRequired",
     "PKSampler",
+    "Pipeline",
+    "SamplerConfig",
     "StanfordOnlineProducts",
     "SyntheticDataset",
     "SyntheticSpec",
@@ -62,15 +69,19 @@ __all__ = [
     "available",
     "build",
     "build_cache",
+    "build_loaders",
     "check",
+    "check_pipeline",
     "check_split",
     "data_root",
     "dataset_dir",
     "dataset_info",
     "download",
+    "evaluation_split",
     "find_corrupt_images",
     "load_image",
     "open_cache",
     "register",
     "safe_extract",
+    "whole_classes",
 ]

@@ -24,7 +24,7 @@ CPU's ``uint8`` intermediate, about one grey level.
 
 Normalisation statistics. ``IMAGENET_MEAN``/``IMAGENET_STD`` are the usual values for ImageNet-pretrained
 backbones. :data:`DATASET_STATS` holds the per-dataset values of the released code of Xuan et al. (GitHub
-littleredxh/HardNegative, ``_code/color_lib.py``), used by its recipe (``papers.md`` §2.6). Its Hotels-50K
+littleredxh/HardNegative, ``_code/color_lib.py``), used by its recipe (ECCV 2020, arXiv:2007.12749). Its Hotels-50K
 standard deviations (0.63, 0.61, 0.44) cannot be pixel standard deviations on the [0, 1] scale, which are at
 most 0.5; a cache records the measured mean and std of its own split (``CachedDataset.mean``/``.std``), which is
 the safer choice.
@@ -322,7 +322,7 @@ class CenterCropTransform:
 
 def released_recipe(mean: Sequence[float], std: Sequence[float], *, cache_size: int = 281
                     ) -> tuple[BatchAugment, CenterCropTransform]:
-    """Train and test transforms of Xuan et al.'s released code (``papers.md`` §2.6) for a cache of side
+    """Train and test transforms of Xuan et al.'s released code (GitHub littleredxh/HardNegative) for a cache of side
     ``cache_size``: train ``Resize(281) → RandomCrop(256) → flip → normalise`` (no resize when the cache is 281
     already), test ``Resize(256) → CenterCrop(256) → normalise``."""
     train = BatchAugment(size=256, crop="random", resize=None if cache_size == 281 else 281, mean=mean, std=std)

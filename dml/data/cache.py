@@ -9,7 +9,7 @@ and :mod:`dml.data.augment` crops, flips and normalises whole batches at once.
 
 Geometry (:func:`resize_center_square`). Each image is resized so that its **shorter side is S** (bilinear,
 the longer side ``int(S * long / short)`` as in ``torchvision.transforms.Resize(S)``), then the **central
-S×S square** is kept (``CenterCrop(S)``). The released recipe of Xuan et al. (``papers.md`` §2.6: train
+S×S square** is kept (``CenterCrop(S)``). The released recipe of Xuan et al. (ECCV 2020, arXiv:2007.12749: train
 ``Resize(281) → RandomCrop(256) → flip``, test ``Resize(256) → CenterCrop(256)``) stays reachable:
 
 * with ``S = 281`` the cache *is* the ``Resize(281)`` step, and ``RandomCrop(256)`` runs on the cached square;

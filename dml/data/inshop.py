@@ -8,7 +8,7 @@ image (format as documented for the benchmark and read by mmpretrain's ``InShop`
 gallery images. Evaluation ranks each query against the gallery only (:func:`dml.eval.query_gallery_metrics`),
 not against the other queries, and reports R@1/10/20/30/40. Beware of the last column when comparing with published
 tables: the SCT README (Xuan et al., ECCV 2020) labels it R@40, but its ``_code/Evaluation.py`` computes R@30
-(papers.md §2.7).
+(GitHub littleredxh/HardNegative).
 
 How the registry's splits map onto the three partitions:
 

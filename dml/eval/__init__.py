@@ -3,6 +3,8 @@
 * :func:`retrieval_metrics`: self-retrieval (CUB, Cars196, SOP).
 * :func:`query_gallery_metrics`: separate query and gallery sets (In-Shop).
 * :func:`hotel_retrieval_metrics`: Hotels-50K instance and chain top-K (:mod:`dml.eval.hotels`).
+* :func:`evaluate` with an :class:`Evaluation`: a model's metrics under a benchmark's protocol
+  (:mod:`dml.eval.protocol`: ``self``, ``query-gallery``, ``hotels``).
 * :func:`knn`: the neighbour lists themselves. :func:`nmi`: k-means NMI. :func:`embed`: run a model over a dataset.
 
 Ranking convention: (−score, gallery index), the query excluded by index; see :mod:`dml.eval.ranking`.
@@ -12,12 +14,18 @@ from dml.eval.embed import embed
 from dml.eval.hotels import evaluate_result_csv, hotel_metrics_from_ids, hotel_retrieval_metrics, hotel_topk_accuracy
 from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
 from dml.eval.neighbours import knn
+from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, PROTOCOLS, Evaluation, evaluate, resolve_protocol
 from dml.eval.retrieval import METRIC_NAMES, query_gallery_metrics, retrieval_metrics
 
 __all__ = [
+    "AUTO_PROTOCOL",
+    "Evaluation",
     "METRIC_NAMES",
+    "PROTOCOLS",
+    "PROTOCOL_ARRAY",
     "RankStatistics",
     "embed",
+    "evaluate",
     "evaluate_result_csv",
     "hotel_metrics_from_ids",
     "hotel_retrieval_metrics",
@@ -27,6 +35,7 @@ __all__ = [
     "nmi",
     "query_gallery_metrics",
     "rank_statistics",
+    "resolve_protocol",
     "retrieval_metrics",
     "topk_lex",
 ]

@@ -19,62 +19,14 @@ from typing import Any
 
 import yaml
 
+from dml.data.settings import (  # noqa: F401  (AugmentConfig, SamplerConfig: re-exported)
+    CROPS, PIPELINES, AugmentConfig, ConfigError, DataConfig, SamplerConfig)
+from dml.eval.protocol import PROTOCOLS
 from dml.utils import atomic_write
 from dml.utils.registry import did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-PIPELINES = ("tensor", "jpeg", "cached")
-CROPS = ("random-resized", "random")
-PROTOCOLS = ("auto", "self", "query-gallery", "hotels")
-
-
-class ConfigError(ValueError):
-    """A problem in a config file or override; the message names the key and the fix."""
-
-
-@dataclass
-class SamplerConfig:
-    variant: str = "filled"
-    p: int = 8
-    k: int = 4
-    repeat: int = 1
-
-
-@dataclass
-class AugmentConfig:
-    """Image transforms of the ``jpeg`` and ``cached`` pipelines (see :mod:`dml.train.pipeline`).
-
-    Train: ``RandomResizedCrop(size)`` (``crop: random-resized``) or ``RandomCrop(size)`` (``crop: random``),
-    after ``Resize(resize)`` when ``resize`` is set, then a horizontal flip with probability ``flip``; test:
-    ``Resize(test_resize) → CenterCrop(size)``; both normalised with ``normalize``: ``"imagenet"``, a key of
-    ``dml.data.augment.DATASET_STATS`` (e.g. ``cub200``) or ``"cache"`` (the training cache's measured statistics).
-    """
-
-    size: int = 224
-    crop: str = "random-resized"
-    resize: int | None = None
-    flip: float = 0.5
-    test_resize: int = 256
-    normalize: str = "imagenet"
-
-
-@dataclass
-class DataConfig:
-    """``pipeline``: ``"tensor"`` (items are fixed-size tensors, used as they are), ``"jpeg"`` (per-image
-    ``augment`` transforms in the ``DataLoader`` workers) or ``"cached"`` (each split decoded once into a
-    ``cache_size`` cache with ``cache_workers`` processes, batches augmented whole)."""
-
-    name: str = "synthetic"
-    root: str | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    num_workers: int = 0
-    eval_split: str = "test"
-    pipeline: str = "tensor"
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    cache_size: int = 288
-    cache_workers: int = 2
 
 
 @dataclass
@@ -115,18 +67,9 @@ class EvalConfig:
     """Retrieval evaluation: ``recall@k`` for every ``k`` in ``ks`` and the metrics in ``include`` (see
     :mod:`dml.eval.retrieval`), every ``every`` epochs, embedding ``batch_size`` images at a time.
 
-    ``protocol`` says who queries whom (:func:`dml.train.pipeline.resolve_protocol`):
-
-    * ``"self"``: every image of ``data.eval_split`` queries all the others (CUB-200-2011, Cars196, SOP);
-    * ``"query-gallery"``: the images of the evaluation split flagged ``is_query`` are ranked against the others
-      only, the In-Shop protocol of Liu et al., "DeepFashion: Powering Robust Clothes Recognition and Retrieval
-      with Rich Annotations", CVPR 2016 (:func:`dml.eval.query_gallery_metrics`);
-    * ``"hotels"``: the test photos are ranked against the *training* images, which share their hotel ids, the
-      Hotels-50K protocol of Stylianou et al., "Hotels-50K: A Global Hotel Recognition Dataset", AAAI 2019
-      (papers.md §7.2; :func:`dml.eval.hotel_retrieval_metrics`: hotel instance top-K for K in ``ks`` and chain
-      top-1/3/5, next to ``recall@k`` and the ``include`` metrics of the same test-vs-train ranking);
-    * ``"auto"`` (default): the dataset's own protocol, ``query-gallery`` for ``inshop``, ``hotels`` for
-      ``hotels50k`` and ``self`` for everything else (:data:`dml.train.pipeline.AUTO_PROTOCOL`).
+    ``protocol`` says who queries whom: ``"self"``, ``"query-gallery"``, ``"hotels"`` or ``"auto"`` (default:
+    the dataset's own, :data:`dml.eval.AUTO_PROTOCOL`); the protocols and their metrics are described in
+    :mod:`dml.eval.protocol`. ``at_start`` also evaluates the untrained model, recorded as epoch 0.
     """
 
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
@@ -134,6 +77,7 @@ class EvalConfig:
     batch_size: int = 256
     include: list[str] = field(default_factory=lambda: ["recall", "map@r", "r_precision", "nmi"])
     protocol: str = "auto"
+    at_start: bool = False
 
 
 @dataclass

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from dml.reproduce import (RunResult, comparison_table, epoch_curve, load_experi
                            published_tables, run_methods, save_full_run, summarize)
 from dml.train import ConfigError, load_config
 from tests.pages import REPO
+from tests.train import faults
 
 TINY = {
     "seed": 0, "deterministic": False, "device": "cpu", "output_dir": "runs/unused",
@@ -165,13 +165,12 @@ def test_runs_train_every_method_and_seed_then_reuse_finished_runs(experiment, t
 
 def test_an_interrupted_run_is_resumed_to_the_uninterrupted_numbers(experiment, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    script = (f"import torch; torch.set_num_threads(1)\n"
+    script = (faults.script(1) + f"import torch; torch.set_num_threads(1)\n"
               f"from dml.reproduce import load_experiment, run_methods\n"
               f"e = load_experiment({str(experiment.folder)!r})\n"
               f"run_methods(e, ['SCT'], dataset='synthetic', profile='smoke', seeds=[0], output_dir={str(out)!r}, "
               f"overrides=['train.epochs=3'], log=None)\n")
-    env = {**os.environ, "DML_KILL_AFTER_EPOCH": "1"}
-    killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert killed.returncode != 0
     assert json.loads((out / "SCT" / "seed0" / "metrics.json").read_text())["final"] is None
     torch.set_num_threads(1)

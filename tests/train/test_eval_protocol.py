@@ -22,8 +22,9 @@ import dml.models
 from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, CenterCropTransform
 from dml.eval.hotels import CHAIN_KS
 from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
-from dml.train import distributed, pipeline
-from dml.train.trainer import _check_resumable, _with_defaults
+from dml.data import loaders
+from dml.eval.protocol import PROTOCOL_ARRAY, resolve_protocol
+from dml.train.checkpoint import check_resumable as _check_resumable, with_defaults as _with_defaults
 from tests.fixtures.benchmarks import make_hotels, make_inshop
 
 SIZE, TEST_RESIZE, CACHE = 32, 36, 40
@@ -139,15 +140,14 @@ def test_hotels_are_evaluated_by_test_photos_against_the_training_images(benchma
 def test_evaluation_data_holds_each_protocols_sets(benchmarks: Path, pipeline_name: str) -> None:
     """The pipeline hands over the In-Shop mask, and for Hotels-50K the training images centre-cropped (the same
     tensors as the hand-built evaluation transform gives, not a random training crop) with their chains."""
-    info = distributed.env_info()
-    inshop = pipeline.build(from_dict(_config(benchmarks, "inshop", pipeline_name)), info=info,
-                            device=torch.device("cpu")).evaluation
+    inshop_config = from_dict(_config(benchmarks, "inshop", pipeline_name))
+    inshop = loaders.build_loaders(inshop_config.data, protocol=inshop_config.eval.protocol).evaluation
     assert inshop.protocol == "query-gallery" and inshop.gallery is None
     assert inshop.is_query.tolist() == [True] * 16 + [False] * 16
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        hotels = pipeline.build(from_dict(_config(benchmarks, "hotels50k", pipeline_name)), info=info,
-                                device=torch.device("cpu")).evaluation
+        hotels_config = from_dict(_config(benchmarks, "hotels50k", pipeline_name))
+        hotels = loaders.build_loaders(hotels_config.data, protocol=hotels_config.eval.protocol).evaluation
     assert hotels.protocol == "hotels" and hotels.is_query is None
     gallery, chains = _split(benchmarks, "hotels50k", pipeline_name, "train")
     expected = torch.stack([gallery[i][0] for i in range(len(gallery))])
@@ -192,7 +192,7 @@ def test_tensor_pipeline_runs_both_protocols_on_a_dataset_that_carries_their_arr
         raw = _config(tmp_path, name, "tensor", protocol=protocol)
         raw["model"]["embedding_dim"] = 4
         config = from_dict(raw)
-        assert pipeline.resolve_protocol(name, "auto") == "self"  # not a catalogued benchmark: explicit only
+        assert resolve_protocol(name, "auto") == "self"  # not a catalogued benchmark: explicit only
         final = train(config)
         model = load_model(config.output_dir)
         test = dml.data.build(name, split="test")
@@ -213,11 +213,11 @@ def test_tensor_pipeline_runs_both_protocols_on_a_dataset_that_carries_their_arr
 
 
 def test_auto_picks_each_benchmarks_protocol() -> None:
-    assert {name: pipeline.resolve_protocol(name) for name in ("inshop", "hotels50k", "cub200", "cars196", "sop",
+    assert {name: resolve_protocol(name) for name in ("inshop", "hotels50k", "cub200", "cars196", "sop",
                                                                "synthetic", "digits")} == {
         "inshop": "query-gallery", "hotels50k": "hotels", "cub200": "self", "cars196": "self", "sop": "self",
         "synthetic": "self", "digits": "self"}
-    assert pipeline.resolve_protocol("inshop", "self") == "self"
+    assert resolve_protocol("inshop", "self") == "self"
     assert from_dict({}).eval.protocol == "auto"
 
 
@@ -245,7 +245,7 @@ def test_protocol_needing_an_array_the_dataset_lacks_fails_before_training(tmp_p
     raw = {**_config(tmp_path, "synthetic", "tensor", protocol=protocol),
            "data": {"name": "synthetic", "root": str(tmp_path), "sampler": {"p": 3, "k": 2},
                     "kwargs": {"num_classes": 6, "images_per_class": 4, "image_size": 16}}}
-    array = pipeline.PROTOCOL_ARRAY[protocol]
+    array = PROTOCOL_ARRAY[protocol]
     with pytest.raises(ConfigError, match=rf"'{protocol}' needs the per-image array '{array}'.*eval.protocol=self"):
         train(from_dict(raw))
     assert not Path(raw["output_dir"]).exists()
@@ -299,30 +299,32 @@ def test_resume_compares_the_protocol_by_what_it_evaluates() -> None:
 
 def test_whole_classes_keeps_complete_classes_under_the_limit() -> None:
     labels = np.repeat(np.arange(10), [3, 1, 4, 2, 5, 2, 3, 1, 2, 4])
-    keep = pipeline.whole_classes(labels, 9, seed=3)
+    keep = loaders.whole_classes(labels, 9, seed=3)
     assert len(keep) <= 9 and np.all(np.diff(keep) > 0)
     for c in np.unique(labels[keep]):                       # every kept class is kept whole
         assert np.array_equal(np.flatnonzero(labels == c), keep[labels[keep] == c])
-    assert np.array_equal(keep, pipeline.whole_classes(labels, 9, seed=3))          # seeded
-    assert np.array_equal(pipeline.whole_classes(labels, None), np.arange(len(labels)))
-    assert np.array_equal(pipeline.whole_classes(labels, 100), np.arange(len(labels)))
+    assert np.array_equal(keep, loaders.whole_classes(labels, 9, seed=3))          # seeded
+    assert np.array_equal(loaders.whole_classes(labels, None), np.arange(len(labels)))
+    assert np.array_equal(loaders.whole_classes(labels, 100), np.arange(len(labels)))
     with pytest.raises(ValueError, match="at least 2"):
-        pipeline.whole_classes(labels, 1)
+        loaders.whole_classes(labels, 1)
     with pytest.raises(ValueError, match="smaller than every class"):
-        pipeline.whole_classes(np.repeat([0, 1], 5), 4)
+        loaders.whole_classes(np.repeat([0, 1], 5), 4)
 
 
 @pytest.mark.parametrize("pipeline_name", ["jpeg", "cached"])
 def test_evaluation_split_serves_what_the_trainer_evaluates(benchmarks: Path, pipeline_name: str) -> None:
     config = from_dict(_config(benchmarks, "inshop", pipeline_name, protocol="self"))
     model = dml.models.build("small_cnn", embedding_dim=2, backbone_kwargs={"widths": [4, 4]}).eval()
-    built = pipeline.build(config, info=distributed.env_info(), device=torch.device("cpu"))
+    built = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
+                                  eval_batch_size=config.eval.batch_size)
     expected, expected_labels = dml.eval.embed(model, built.eval_data)
-    data, labels = pipeline.evaluation_split(config, "test")
+    data, labels = loaders.evaluation_split(config.data, "test", batch_size=config.eval.batch_size)
     x, y = dml.eval.embed(model, data)
     assert torch.equal(x, expected) and np.array_equal(labels, expected_labels) and np.array_equal(y, labels)
-    part, part_labels = pipeline.evaluation_split(config, "test", max_items=6, seed=1)
+    part, part_labels = loaders.evaluation_split(config.data, "test", batch_size=config.eval.batch_size,
+                                                 max_items=6, seed=1)
     px, py = dml.eval.embed(model, part)
-    rows = pipeline.whole_classes(labels, 6, seed=1)
+    rows = loaders.whole_classes(labels, 6, seed=1)
     assert np.array_equal(part_labels, labels[rows]) and np.array_equal(py, part_labels)
     assert torch.allclose(px, expected[torch.from_numpy(rows)])

@@ -1,7 +1,8 @@
 """Exact resumption: a run SIGKILLed after an epoch and resumed ends with exactly the metrics of an uninterrupted run.
 
 The runs go through the command line in subprocesses (``python -m dml.cli train ...``) so the kill is a real
-SIGKILL of a real process; ``DML_KILL_AFTER_EPOCH`` fires right after that epoch's checkpoint is written.
+SIGKILL of a real process; the killed run trains with :class:`tests.train.faults.KillAfterEpoch`, which fires right
+after that epoch's checkpoint is written.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import torch
 import yaml
 
 from dml.train import ConfigError, load_config, train
-from dml.train.trainer import KILL_ENV
+from dml.train.callbacks import Callback
+from tests.train import faults
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {
@@ -44,11 +46,13 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def _cli(config: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, "RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    if kill_after is not None:
-        env[KILL_ENV] = str(kill_after)
-    return subprocess.run([sys.executable, "-m", "dml.cli", "train", str(config), "--output-dir", str(out), *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    argv = ["train", str(config), "--output-dir", str(out), *extra]
+    command = [sys.executable, "-m", "dml.cli", *argv]
+    if kill_after is not None:  # the same command line, with the fault callback installed first
+        main = f"import sys, dml.cli; sys.exit(dml.cli.main({argv!r}))"
+        command = [sys.executable, "-c", faults.script(kill_after) + main]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _metrics(out: Path) -> dict:
@@ -140,10 +144,33 @@ def test_resuming_a_finished_run_changes_nothing(tiny: Path, tmp_path: Path) -> 
     assert _metrics(out) == before
 
 
-def test_kill_variable_must_be_an_epoch_number(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KILL_ENV, "soon")
-    with pytest.raises(ValueError, match=f"{KILL_ENV} must be an epoch number"):
-        train(load_config(tiny, [f"output_dir={tmp_path / 'run'}", "train.epochs=1"]))
+def test_callbacks_see_every_hook_in_order(tiny: Path, tmp_path: Path) -> None:
+    """The hooks the fault injection (and the next methods) rely on: order, epochs, the checkpoint path."""
+    calls: list[tuple] = []
+
+    class Record(Callback):
+        def on_train_start(self, model):
+            calls.append(("start",))
+
+        def on_epoch_start(self, epoch, model):
+            calls.append(("epoch_start", epoch))
+
+        def on_step_end(self, epoch, step, loss):
+            calls.append(("step", epoch, step))
+
+        def on_epoch_end(self, epoch, model):
+            calls.append(("epoch_end", epoch))
+
+        def on_checkpoint(self, epoch, path):
+            calls.append(("checkpoint", epoch, path.name, path.is_file()))
+
+    train(load_config(tiny, [f"output_dir={tmp_path / 'run'}", "train.epochs=2", "eval.include=[recall]"]),
+          callbacks=[Record()])
+    steps = [c for c in calls if c[0] == "step"]
+    assert calls[0] == ("start",) and steps and {c[1] for c in steps} == {1, 2}
+    first = [c for c in calls if c[0] != "step" and c[1:2] == (1,)]
+    assert first == [("epoch_start", 1), ("epoch_end", 1), ("checkpoint", 1, "checkpoint.pt", True)]
+    assert calls[-1] == ("checkpoint", 2, "checkpoint.pt", True)
 
 
 def test_bad_config_is_rejected_before_training(tmp_path: Path) -> None:

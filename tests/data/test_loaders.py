@@ -11,7 +11,7 @@ import torch
 
 from dml.data.augment import DATASET_STATS, released_recipe
 from dml.train import ConfigError, from_dict, preflight, train
-from dml.train import pipeline
+from dml.data import loaders
 from tests.fixtures.benchmarks import make_cub
 
 
@@ -53,7 +53,8 @@ def test_jpeg_pipeline_trains_on_image_files(cub: Path, augment: dict) -> None:
 
 def test_jpeg_evaluation_batches_are_centre_cropped_and_normalised(cub: Path) -> None:
     config = from_dict(_config(cub, pipeline="jpeg", augment={"size": 32, "test_resize": 36, "normalize": "cub200"}))
-    data = pipeline.build(config, info=_single(), device=torch.device("cpu"))
+    data = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
+                                  eval_batch_size=config.eval.batch_size)
     images, labels = next(iter(data.eval_data))
     assert images.shape == (9, 3, 32, 32) and labels.tolist() == sorted(labels.tolist())
     assert images.min() < 0  # normalised, not [0, 1] pixels
@@ -70,7 +71,8 @@ def test_cached_pipeline_builds_caches_and_trains(cub: Path) -> None:
 
 def test_cached_loader_is_reseeded_every_epoch(cub: Path) -> None:
     config = from_dict(_config(cub, pipeline="cached"))
-    data = pipeline.build(config, info=_single(), device=torch.device("cpu"))
+    data = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
+                                  eval_batch_size=config.eval.batch_size)
     batches = {}
     for epoch in (1, 2, 1):
         data.set_epoch(epoch)
@@ -100,9 +102,9 @@ def test_released_recipe_resolves_to_resize_281_random_crop_256(cub: Path) -> No
     config = from_dict(_config(cub, pipeline="cached", cache_size=281,
                                augment={"size": 256, "crop": "random", "test_resize": 256, "normalize": "cub200"}))
     preflight(config)
-    mean, std = pipeline.normalization(config)
+    mean, std = loaders.normalization(config.data.augment)
     assert (mean, std) == DATASET_STATS["cub200"]
-    train_t, test_t = pipeline.batch_transforms(config, mean, std)
+    train_t, test_t = loaders.batch_transforms(config.data, mean, std)
     ref_train, ref_test = released_recipe(mean, std, cache_size=281)
     assert repr(train_t) == repr(ref_train) and repr(test_t) == repr(ref_test)
     # The 281 cache is Resize(281); the batch augmentation adds RandomCrop(256) → flip(0.5) → normalise.
@@ -111,7 +113,7 @@ def test_released_recipe_resolves_to_resize_281_random_crop_256(cub: Path) -> No
     # The same recipe on the jpeg pipeline: Resize(281) → RandomCrop(256) → flip → normalise, per image.
     jpeg = from_dict(_config(cub, pipeline="jpeg", augment={"size": 256, "crop": "random", "resize": 281,
                                                              "test_resize": 256, "normalize": "cub200"}))
-    train_i, test_i = pipeline.image_transforms(jpeg, mean, std)
+    train_i, test_i = loaders.image_transforms(jpeg.data.augment, mean, std)
     names = [type(t).__name__ for t in train_i.transforms]
     assert names == ["Resize", "RandomCrop", "RandomHorizontalFlip", "Normalize"]
     assert tuple(train_i.transforms[0].size) == (281,) and tuple(train_i.transforms[1].size) == (256, 256)
@@ -140,7 +142,7 @@ def test_config_errors_name_the_key_and_the_fix(tmp_path: Path, data: dict, mess
 
 
 def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> None:
-    from dml.train.trainer import _check_resumable, _with_defaults
+    from dml.train.checkpoint import check_resumable as _check_resumable, with_defaults as _with_defaults
     from dml.train.config import to_dict
 
     config = from_dict({})
@@ -149,9 +151,3 @@ def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> N
     for key in ("pipeline", "augment", "cache_size", "cache_workers"):
         del old["data"][key]
     _check_resumable(_with_defaults(old), to_dict(config))  # a checkpoint from before these keys still resumes
-
-
-def _single():
-    from dml.train import distributed
-
-    return distributed.env_info()

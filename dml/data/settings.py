@@ -1,0 +1,63 @@
+"""The data settings of a run (the ``data:`` section of a config): dataset, sampler, pipeline, augmentation.
+
+:mod:`dml.train.config` nests them in its :class:`~dml.train.config.Config`; :mod:`dml.data.loaders` turns them into
+training and evaluation batches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PIPELINES = ("tensor", "jpeg", "cached")
+CROPS = ("random-resized", "random")
+
+
+class ConfigError(ValueError):
+    """A problem in a config file or override; the message names the key and the fix."""
+
+
+@dataclass
+class SamplerConfig:
+    """The P×K batch sampler (:class:`dml.data.PKSampler`): ``p`` classes × ``k`` images, its ``variant`` and
+    ``repeat``."""
+
+    variant: str = "filled"
+    p: int = 8
+    k: int = 4
+    repeat: int = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Image transforms of the ``jpeg`` and ``cached`` pipelines (see :mod:`dml.data.loaders`).
+
+    Train: ``RandomResizedCrop(size)`` (``crop: random-resized``) or ``RandomCrop(size)`` (``crop: random``),
+    after ``Resize(resize)`` when ``resize`` is set, then a horizontal flip with probability ``flip``; test:
+    ``Resize(test_resize) → CenterCrop(size)``; both normalised with ``normalize``: ``"imagenet"``, a key of
+    ``dml.data.augment.DATASET_STATS`` (e.g. ``cub200``) or ``"cache"`` (the training cache's measured statistics).
+    """
+
+    size: int = 224
+    crop: str = "random-resized"
+    resize: int | None = None
+    flip: float = 0.5
+    test_resize: int = 256
+    normalize: str = "imagenet"
+
+
+@dataclass
+class DataConfig:
+    """``pipeline``: ``"tensor"`` (items are fixed-size tensors, used as they are), ``"jpeg"`` (per-image
+    ``augment`` transforms in the ``DataLoader`` workers) or ``"cached"`` (each split decoded once into a
+    ``cache_size`` cache with ``cache_workers`` processes, batches augmented whole)."""
+
+    name: str = "synthetic"
+    root: str | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    num_workers: int = 0
+    eval_split: str = "test"
+    pipeline: str = "tensor"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cache_size: int = 288
+    cache_workers: int = 2
