@@ -47,8 +47,11 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 
-import dml.data
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
+from dml.data.cache import CachedDataset, build_cache, open_cache
+from dml.data.catalog import CATALOG
+from dml.data.registry import build as build_dataset
+from dml.data.samplers import PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig
 from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.eval.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
@@ -63,7 +66,7 @@ class Pipeline:
     (``None`` where this process does not evaluate)."""
 
     train_set: Any
-    sampler: dml.data.PKSampler
+    sampler: PKSampler
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
     evaluation: Evaluation | None
 
@@ -85,7 +88,7 @@ def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     (``ConfigError``)."""
     d, a = data, data.augment
     check_protocol(data, protocol)
-    files = d.name in dml.data.CATALOG
+    files = d.name in CATALOG
     if d.pipeline == "tensor" and files:
         raise ConfigError(f"Config key 'data.pipeline': {d.name!r} is a benchmark of image files of different sizes, "
                           "which pipeline 'tensor' cannot batch; set data.pipeline=jpeg (per-image transforms) or "
@@ -95,7 +98,7 @@ def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     if d.pipeline == "jpeg" and not files:
         raise ConfigError(f"Config key 'data.pipeline': 'jpeg' reads image files, but the items of {d.name!r} are "
                           f"not files; use data.pipeline=tensor for it (or cached). Datasets of image files: "
-                          f"{sorted(dml.data.CATALOG)}.")
+                          f"{sorted(CATALOG)}.")
     if d.name == "cached":
         raise ConfigError("Config key 'data.name': with data.pipeline='" + d.pipeline + "' name the source dataset "
                           "(e.g. cub200), not 'cached'; the pipeline builds and opens its cache itself.")
@@ -128,7 +131,7 @@ def check_protocol(data: DataConfig, protocol: str = "auto") -> None:
     if resolved == "self":
         return
     own = AUTO_PROTOCOL.get(d.name, "self")
-    if d.name in dml.data.CATALOG and resolved != own:
+    if d.name in CATALOG and resolved != own:
         raise ConfigError(f"Config key 'eval.protocol': {protocol!r} is not a protocol of dataset {d.name!r}, "
                           f"whose evaluation is {own!r} ({_PROTOCOL_NAMES[own]}). Set eval.protocol=auto (or "
                           f"self). Protocols by dataset: {AUTO_PROTOCOL}, every other one 'self'.")
@@ -191,7 +194,7 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
         train_set, evaluation, loader_of = _uncached(d, protocol, batch_size=eval_batch_size, is_main=is_main,
                                                      device=device)
     s = d.sampler
-    sampler = dml.data.PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
+    sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
                                  seed=seed, rank=rank, world_size=world_size)
     sampler.set_epoch(1)
     if len(sampler) == 0:
@@ -207,11 +210,11 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
     train_t = eval_t = None
     if d.pipeline == "jpeg":
         train_t, eval_t = image_transforms(d.augment, *normalization(d.augment))
-    train_set = dml.data.build(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
+    train_set = build_dataset(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
     _check_arrays(train_set, protocol, d.name)
     evaluation = None
     if is_main:
-        eval_set = dml.data.build(d.name, split=d.eval_split, root=d.root, transform=eval_t, **d.kwargs)
+        eval_set = build_dataset(d.name, split=d.eval_split, root=d.root, transform=eval_t, **d.kwargs)
         gallery = None
         if protocol == "hotels":
             gallery = copy.copy(train_set)  # the same images and arrays, under the evaluation transform
@@ -225,7 +228,7 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
         evaluation = _evaluation(protocol, d, eval_set, batches(eval_set), gallery,
                                  None if gallery is None else batches(gallery))
 
-    def loader_of(sampler: dml.data.PKSampler) -> DataLoader:
+    def loader_of(sampler: PKSampler) -> DataLoader:
         return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
                           pin_memory=device.type == "cuda")
     return train_set, evaluation, loader_of
@@ -273,7 +276,7 @@ def evaluation_split(data: DataConfig, split: str, *, batch_size: int = 256, dev
         keep = whole_classes(labels, max_items, seed=seed)
         return _centre_cropped(cache, test_t, device, keep.tolist(), batch_size), labels[keep]
     eval_t = image_transforms(data.augment, *normalization(data.augment))[1] if data.pipeline == "jpeg" else None
-    dataset = dml.data.build(data.name, split=split, root=data.root, transform=eval_t, **data.kwargs)
+    dataset = build_dataset(data.name, split=split, root=data.root, transform=eval_t, **data.kwargs)
     labels = np.asarray(dataset.labels)
     keep = whole_classes(labels, max_items, seed=seed)
     subset = dataset if len(keep) == len(labels) else Subset(dataset, keep.tolist())
@@ -285,7 +288,7 @@ def evaluation_split(data: DataConfig, split: str, *, batch_size: int = 256, dev
 
 def _split_cache(d: DataConfig, split: str, *, progress: bool = False) -> Any:
     """The ``CachedDataset`` of one split of ``d``, built (or checked against its files) first."""
-    return dml.data.CachedDataset(dml.data.build_cache(d.name, split=split, size=d.cache_size, root=d.root,
+    return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root,
                                                        workers=d.cache_workers, progress=progress, **d.kwargs))
 
 
@@ -335,7 +338,7 @@ def _cached(d: DataConfig, protocol: str, *, seed: int, batch_size: int, is_main
             caches[split] = _split_cache(d, split, progress=sys.stderr.isatty())
     barrier()
     if not is_main:  # rank 0 has just verified the caches against the files
-        caches = {split: dml.data.open_cache(d.name, split=split, verify=False, **common) for split in splits}
+        caches = {split: open_cache(d.name, split=split, verify=False, **common) for split in splits}
     train_set = caches["train"]
     _check_arrays(train_set, protocol, d.name)  # the cache restores the source's per-image arrays
     train_t, eval_t = batch_transforms(d, *normalization(d.augment, train_set))
@@ -348,7 +351,7 @@ def _cached(d: DataConfig, protocol: str, *, seed: int, batch_size: int, is_main
         gallery = batches(train_set) if protocol == "hotels" else None  # the training squares, centre-cropped
         evaluation = _evaluation(protocol, d, cache, batches(cache), train_set, gallery)
 
-    def loader_of(sampler: dml.data.PKSampler) -> CachedBatchLoader:
+    def loader_of(sampler: PKSampler) -> CachedBatchLoader:
         # The training step is done with a batch before the next-but-one overwrites its buffer, so the loader may
         # reuse two buffers: this saves the page faults of a fresh batch allocation (benchmarks/README.md).
         return CachedBatchLoader(train_set, sampler, train_t, device=device, seed=seed, reuse_buffers=True)

@@ -13,26 +13,28 @@ from dml.train.config import Config
 
 def probe(config: Config, split: str, limit: int | None = None, *, seed: int = 0) -> Any:
     """One split as the evaluation sees it (no augmentation), at most ``limit`` images of whole classes drawn with
-    ``seed``, so that every kept anchor keeps its positives (:func:`dml.train.pipeline.evaluation_split`)."""
-    from dml.train import pipeline, resolve_device
+    ``seed``, so that every kept anchor keeps its positives (:func:`dml.data.evaluation_split`)."""
+    from dml.data import evaluation_split
+    from dml.train import resolve_device
 
-    return pipeline.evaluation_split(config, split, device=resolve_device(config.device), max_items=limit,
-                                     seed=seed)[0]
+    return evaluation_split(config.data, split, batch_size=config.eval.batch_size,
+                            device=resolve_device(config.device), max_items=limit, seed=seed)[0]
 
 
 def split_labels(config: Config, split: str) -> Any:
     """The labels of a whole split, in evaluation order."""
-    from dml.train import pipeline
+    from dml.data import evaluation_split
 
-    return pipeline.evaluation_split(config, split)[1]
+    return evaluation_split(config.data, split, batch_size=config.eval.batch_size)[1]
 
 
 def test_evaluation(config: Config) -> Any:
     """What the trainer evaluates: the test split under the dataset's protocol."""
-    from dml.train import distributed, pipeline, resolve_device
+    from dml.data import build_loaders
+    from dml.train import resolve_device
 
-    device = resolve_device(config.device)
-    return pipeline.build(config, info=distributed.env_info(), device=device).evaluation
+    return build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
+                         eval_batch_size=config.eval.batch_size, device=resolve_device(config.device)).evaluation
 
 
 test_evaluation.__test__ = False  # not a pytest test
@@ -55,10 +57,14 @@ def epoch_zero(config: Config, *, diagnostics: Mapping[str, Any] | None = None,
     (at most ``probe_limit`` images) under ``train_`` keys, as :func:`dml.diagnostics.diagnostics_callback` records
     them at later epochs."""
     from dml.diagnostics import epoch_diagnostics
-    from dml.train import evaluate, resolve_device
+    from dml.eval import evaluate
+    from dml.train import resolve_device
 
     model = initial_model(config)
-    record = {"epoch": 0, **evaluate(model, test_evaluation(config), config, resolve_device(config.device))}
+    e = config.eval
+    metrics = evaluate(model, test_evaluation(config), ks=e.ks, include=e.include, batch_size=e.batch_size,
+                       device=resolve_device(config.device), seed=config.seed)
+    record = {"epoch": 0, **metrics}
     if diagnostics is not None:
         record.update(epoch_diagnostics(model, probe(config, "train", probe_limit), batch_size=config.eval.batch_size,
                                         prefix="train_", **diagnostics))
