@@ -17,6 +17,7 @@ reported (marked ``1×``). On a machine whose cores are busy with other jobs, us
 threads than free cores every parallel operator waits for its slowest thread (milliseconds per operator). Not a
 timed test: numbers depend on the machine (see benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ def _copy_proxies(ours: torch.nn.Module, theirs: torch.Tensor) -> None:
         ours.proxies.copy_(theirs)
 
 
-def _proxy_case(name: str, pml_cls: Any, weight: Callable[[Any], torch.Tensor], classes: int, dim: int,
-                **pml_kwargs: Any) -> Case:
+def _proxy_case(
+    name: str, pml_cls: Any, weight: Callable[[Any], torch.Tensor], classes: int, dim: int, **pml_kwargs: Any
+) -> Case:
     def pml(ours: torch.nn.Module) -> LossFn:
         theirs = pml_cls(num_classes=classes, embedding_size=dim, **pml_kwargs)
         _copy_proxies(ours, weight(theirs))
@@ -91,39 +93,79 @@ def cases(classes: int, dim: int) -> list[Case]:
     cosine = distances.CosineSimilarity
     build = dml.losses.build
     table = [
-        Case("contrastive", lambda: build("contrastive", pos_margin=1.0, neg_margin=0.5),
-             lambda _: pml_losses.ContrastiveLoss(pos_margin=1.0, neg_margin=0.5, distance=cosine())),
-        Case("triplet (batch-all)", lambda: build("triplet", margin=0.1),
-             lambda _: pml_losses.TripletMarginLoss(margin=0.1, distance=cosine())),
-        Case("margin (all triplets)", lambda: build("margin", learn_beta=False, miner=AllTriplets()),
-             lambda _: pml_losses.MarginLoss(margin=0.2, beta=1.2)),
-        Case("margin (default: all pairs)", lambda: build("margin"),
-             lambda _: pml_losses.MarginLoss(margin=0.2, beta=1.2), agree=False),
-        Case("lifted_structure", lambda: build("lifted_structure"),
-             lambda _: pml_losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0), slow_pml=True),
-        Case("lifted_structure (generalized)", lambda: build("lifted_structure", variant="generalized"),
-             lambda _: pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.0, pos_margin=0.0)),
-        Case("npair (temperature 1)", lambda: build("npair", temperature=1.0),
-             lambda _: pml_losses.NPairsLoss(distance=cosine())),
-        Case("multi_similarity (+ mining)", lambda: build("multi_similarity"),
-             lambda _: _pml_with_miner(pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
-                                       miners.MultiSimilarityMiner(epsilon=0.1))),
-        Case("multi_similarity (no mining)", lambda: build("multi_similarity", mining=False),
-             lambda _: pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5)),
+        Case(
+            "contrastive",
+            lambda: build("contrastive", pos_margin=1.0, neg_margin=0.5),
+            lambda _: pml_losses.ContrastiveLoss(pos_margin=1.0, neg_margin=0.5, distance=cosine()),
+        ),
+        Case(
+            "triplet (batch-all)",
+            lambda: build("triplet", margin=0.1),
+            lambda _: pml_losses.TripletMarginLoss(margin=0.1, distance=cosine()),
+        ),
+        Case(
+            "margin (all triplets)",
+            lambda: build("margin", learn_beta=False, miner=AllTriplets()),
+            lambda _: pml_losses.MarginLoss(margin=0.2, beta=1.2),
+        ),
+        Case(
+            "margin (default: all pairs)",
+            lambda: build("margin"),
+            lambda _: pml_losses.MarginLoss(margin=0.2, beta=1.2),
+            agree=False,
+        ),
+        Case(
+            "lifted_structure",
+            lambda: build("lifted_structure"),
+            lambda _: pml_losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0),
+            slow_pml=True,
+        ),
+        Case(
+            "lifted_structure (generalized)",
+            lambda: build("lifted_structure", variant="generalized"),
+            lambda _: pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1.0, pos_margin=0.0),
+        ),
+        Case(
+            "npair (temperature 1)",
+            lambda: build("npair", temperature=1.0),
+            lambda _: pml_losses.NPairsLoss(distance=cosine()),
+        ),
+        Case(
+            "multi_similarity (+ mining)",
+            lambda: build("multi_similarity"),
+            lambda _: _pml_with_miner(
+                pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), miners.MultiSimilarityMiner(epsilon=0.1)
+            ),
+        ),
+        Case(
+            "multi_similarity (no mining)",
+            lambda: build("multi_similarity", mining=False),
+            lambda _: pml_losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5),
+        ),
         _proxy_case("proxy_nca", pml_losses.ProxyNCALoss, lambda m: m.proxies, classes, dim, softmax_scale=9),
         _proxy_case("proxy_anchor", pml_losses.ProxyAnchorLoss, lambda m: m.proxies, classes, dim),
         _proxy_case("normalized_softmax", pml_losses.NormalizedSoftmaxLoss, lambda m: m.W.t(), classes, dim),
     ]
-    covered = {"contrastive", "triplet", "margin", "lifted_structure", "npair", "multi_similarity", "proxy_nca",
-               "proxy_anchor", "normalized_softmax"}
+    covered = {
+        "contrastive",
+        "triplet",
+        "margin",
+        "lifted_structure",
+        "npair",
+        "multi_similarity",
+        "proxy_nca",
+        "proxy_anchor",
+        "normalized_softmax",
+    }
     for name in dml.losses.available():
         if name not in covered:
             table.append(Case(f"{name} (no PML counterpart)", lambda name=name: build(name)))
     return table
 
 
-def clustered_batch(classes: int, per_class: int, dim: int, seed: int, noise: float = 1.5
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def clustered_batch(
+    classes: int, per_class: int, dim: int, seed: int, noise: float = 1.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(classes).repeat_interleave(per_class)
     centres = torch.randn(classes, dim, generator=generator)
@@ -140,8 +182,9 @@ def run_once(fn: LossFn, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch
     return time.perf_counter() - start, loss.detach(), x.grad
 
 
-def timed(fn: LossFn, x: torch.Tensor, y: torch.Tensor, repeats: int, cap: float
-          ) -> tuple[float, int, torch.Tensor, torch.Tensor]:
+def timed(
+    fn: LossFn, x: torch.Tensor, y: torch.Tensor, repeats: int, cap: float
+) -> tuple[float, int, torch.Tensor, torch.Tensor]:
     """Median seconds after a warm-up (or the warm-up alone if it exceeds ``cap``), runs, value, gradient."""
     warm, value, grad = run_once(fn, x, y)
     if warm > cap:
@@ -175,11 +218,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     x, y = clustered_batch(args.classes, args.per_class, args.dim, args.seed)
-    print(f"batch {len(y)} × {args.dim} float32 ({args.classes} classes × {args.per_class}), torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"load average {os.getloadavg()[0]:.1f}; median of {repeats} after a warm-up\n")
-    header = ("| loss | ours (ms) | PML (ms) | PML / ours | max abs diff, loss | max abs diff, gradient |\n"
-              "|---|---|---|---|---|---|")
+    print(
+        f"batch {len(y)} × {args.dim} float32 ({args.classes} classes × {args.per_class}), torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.1f}; median of {repeats} after a warm-up\n"
+    )
+    header = (
+        "| loss | ours (ms) | PML (ms) | PML / ours | max abs diff, loss | max abs diff, gradient |\n"
+        "|---|---|---|---|---|---|"
+    )
     print(header)
     rows = []
     for case in cases(args.classes, args.dim):
@@ -204,12 +251,17 @@ def main() -> None:
             else:
                 diff = grad_diff = "different loss"
         rows.append(row)
-        print(f"| {case.label} | {_ms(t_ours, n_ours)} | {_ms(t_pml, n_pml or 0)} | {ratio} | {diff} | {grad_diff} |",
-              flush=True)
+        print(
+            f"| {case.label} | {_ms(t_ours, n_ours)} | {_ms(t_pml, n_pml or 0)} | {ratio} | {diff} | {grad_diff} |",
+            flush=True,
+        )
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"batch": [len(y), args.dim], "classes": args.classes, "repeats": repeats, "rows": rows},
-                      handle, indent=2)
+            json.dump(
+                {"batch": [len(y), args.dim], "classes": args.classes, "repeats": repeats, "rows": rows},
+                handle,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ the median shows the spread. Usage::
 
 Not a timed test: the numbers depend on the machine and on what else runs on it (see benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,9 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dml.data import PKSampler  # noqa: E402
-from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, CachedBatchLoader  # noqa: E402
-from dml.data.cache import CachedDataset, write_cache  # noqa: E402
+from dml.data import PKSampler
+from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, BatchAugment, CachedBatchLoader
+from dml.data.cache import CachedDataset, write_cache
 
 SIZE = 224
 P, K = 32, 4
@@ -58,12 +59,23 @@ class JpegFolder(Dataset):
 
         self.paths, self.labels, self.mode = paths, labels, mode
         if mode == "pil":
-            self.transform = T.Compose([T.RandomResizedCrop(SIZE), T.RandomHorizontalFlip(), T.ToTensor(),
-                                        T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+            self.transform = T.Compose(
+                [
+                    T.RandomResizedCrop(SIZE),
+                    T.RandomHorizontalFlip(),
+                    T.ToTensor(),
+                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                ]
+            )
         else:
-            self.transform = T2.Compose([T2.RandomResizedCrop(SIZE, antialias=True), T2.RandomHorizontalFlip(),
-                                         T2.ToDtype(torch.float32, scale=True),
-                                         T2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+            self.transform = T2.Compose(
+                [
+                    T2.RandomResizedCrop(SIZE, antialias=True),
+                    T2.RandomHorizontalFlip(),
+                    T2.ToDtype(torch.float32, scale=True),
+                    T2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+                ]
+            )
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,8 +98,9 @@ def write_jpegs(folder: Path, n: int, classes: int, seed: int) -> tuple[list[Pat
     paths, labels = [], np.repeat(np.arange(classes), -(-n // classes))[:n]
     for i in range(n):
         freq, phase = rng.uniform(1, 8, (3, 2)), rng.uniform(0, 2 * np.pi, 3)
-        image = np.stack([0.5 + 0.35 * np.sin(freq[c, 0] * 2 * np.pi * xx + freq[c, 1] * 3 * yy + phase[c])
-                          for c in range(3)], -1)
+        image = np.stack(
+            [0.5 + 0.35 * np.sin(freq[c, 0] * 2 * np.pi * xx + freq[c, 1] * 3 * yy + phase[c]) for c in range(3)], -1
+        )
         image += rng.normal(0, 0.04, image.shape).astype(np.float32)
         path = folder / f"{labels[i]:03d}" / f"{i:05d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,8 +131,12 @@ def main() -> None:
 
     results: dict[str, object] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
-        "load_average_before": os.getloadavg()[0], "images": args.images, "size": SIZE, "batch": P * K}
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        "load_average_before": os.getloadavg()[0],
+        "images": args.images,
+        "size": SIZE,
+        "batch": P * K,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths, labels = write_jpegs(tmp / "jpeg", args.images, args.classes, args.seed)
@@ -130,8 +147,9 @@ def main() -> None:
 
         Files.paths, Files.labels = paths, labels
         start = time.perf_counter()
-        cache = CachedDataset(write_cache(Files, tmp / "cache", size=args.cache_size, workers=args.workers,
-                                          source="bench-jpegs"))
+        cache = CachedDataset(
+            write_cache(Files, tmp / "cache", size=args.cache_size, workers=args.workers, source="bench-jpegs")
+        )
         results["cache_build_s"] = time.perf_counter() - start
 
         def gathered(sampler):  # the CPU's share when a GPU augments: one fancy index per batch, uint8
@@ -141,13 +159,16 @@ def main() -> None:
         pipelines = {}  # name -> (sampler, a function returning one epoch's batches)
         for mode in ("pil", "torchvision"):
             sampler = PKSampler(labels, p=P, k=K, seed=args.seed)
-            loader = DataLoader(JpegFolder(paths, labels, mode), batch_sampler=sampler, num_workers=args.workers,
-                                persistent_workers=True)
+            loader = DataLoader(
+                JpegFolder(paths, labels, mode),
+                batch_sampler=sampler,
+                num_workers=args.workers,
+                persistent_workers=True,
+            )
             pipelines[f"jpeg_{mode}"] = (sampler, lambda loader=loader: loader)
         for name, reuse in (("cached", False), ("cached_reuse", True)):
             sampler = PKSampler(labels, p=P, k=K, seed=args.seed)
-            loader = CachedBatchLoader(cache, sampler, BatchAugment(size=SIZE), seed=args.seed,
-                                       reuse_buffers=reuse)
+            loader = CachedBatchLoader(cache, sampler, BatchAugment(size=SIZE), seed=args.seed, reuse_buffers=reuse)
             pipelines[name] = (sampler, lambda loader=loader: loader)
         sampler = PKSampler(labels, p=P, k=K, seed=args.seed)
         pipelines["cached_uint8_gather"] = (sampler, lambda sampler=sampler: gathered(sampler))
@@ -164,15 +185,22 @@ def main() -> None:
                 rates[name].append(epoch_rate(batches()))
     results["load_average_after"] = os.getloadavg()[0]
     for name, values in rates.items():
-        results[f"{name}_images_per_s"] = {"best": max(values), "median": float(np.median(values)),
-                                           "all": [round(v, 1) for v in values]}
+        results[f"{name}_images_per_s"] = {
+            "best": max(values),
+            "median": float(np.median(values)),
+            "all": [round(v, 1) for v in values],
+        }
     best = {name: results[f"{name}_images_per_s"]["best"] for name in rates}
     results["cached_over_best_jpeg"] = best["cached"] / max(best["jpeg_pil"], best["jpeg_torchvision"])
 
-    print(f"machine: {results['machine']}; load average {results['load_average_before']:.2f} before, "
-          f"{results['load_average_after']:.2f} after")
-    print(f"{args.images} JPEGs of 500×375 (mean {results['mean_jpeg_kib']} KiB), batches of {P * K}, "
-          f"RandomResizedCrop({SIZE}) + flip + normalise; best and median of {args.repeats} epochs")
+    print(
+        f"machine: {results['machine']}; load average {results['load_average_before']:.2f} before, "
+        f"{results['load_average_after']:.2f} after"
+    )
+    print(
+        f"{args.images} JPEGs of 500×375 (mean {results['mean_jpeg_kib']} KiB), batches of {P * K}, "
+        f"RandomResizedCrop({SIZE}) + flip + normalise; best and median of {args.repeats} epochs"
+    )
     labels_text = {
         "jpeg_pil": f"JPEG, PIL + torchvision.transforms, {args.workers} workers",
         "jpeg_torchvision": f"JPEG, torchvision.io + transforms.v2, {args.workers} workers",
@@ -183,8 +211,10 @@ def main() -> None:
     for name, text in labels_text.items():
         r = results[f"{name}_images_per_s"]
         print(f"  {text:48s} {r['best']:7.0f} best {r['median']:7.0f} median images/s")
-    print(f"  cache build (S={args.cache_size}, {args.workers} processes, once): {results['cache_build_s']:.1f} s "
-          f"({args.images / results['cache_build_s']:.0f} images/s)")
+    print(
+        f"  cache build (S={args.cache_size}, {args.workers} processes, once): {results['cache_build_s']:.1f} s "
+        f"({args.images / results['cache_build_s']:.0f} images/s)"
+    )
     print(f"  cached / best JPEG pipeline (best epochs): {results['cached_over_best_jpeg']:.1f}×")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

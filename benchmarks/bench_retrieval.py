@@ -19,6 +19,7 @@ PML/ours ratios and both sets of metric values. Usage::
 
 Not a timed test: numbers depend on the machine (see benchmarks/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,7 @@ def _rss_bytes() -> int:
 
 def _child(which: str, data: str, out: str, method: str = "auto") -> None:
     """Run one evaluation in this (fresh) process and write timing, memory and metrics to ``out``."""
-    import torch  # noqa: F401  (imported before the baseline so both sides pay for it)
+    import torch
 
     if which == "ours":
         import functools
@@ -95,27 +96,48 @@ def _child(which: str, data: str, out: str, method: str = "auto") -> None:
     start = time.perf_counter()
     if which == "ours":
         res = retrieval_metrics(x, y, ks=(1, 10, 100, 1000), include=("recall", "map@r", "r_precision"))
-        metrics = {"R@1 / P@1": res["recall@1"], "R@10": res["recall@10"], "R@100": res["recall@100"],
-                   "R@1000": res["recall@1000"], "MAP@R": res["map@r"], "R-precision": res["r_precision"]}
+        metrics = {
+            "R@1 / P@1": res["recall@1"],
+            "R@10": res["recall@10"],
+            "R@100": res["recall@100"],
+            "R@1000": res["recall@1000"],
+            "MAP@R": res["map@r"],
+            "R-precision": res["r_precision"],
+        }
     else:
-        calc = AccuracyCalculator(include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
-                                  k="max_bin_count", device=torch.device("cpu"))
+        calc = AccuracyCalculator(
+            include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+            k="max_bin_count",
+            device=torch.device("cpu"),
+        )
         res = calc.get_accuracy(x, y)
-        metrics = {"R@1 / P@1": res["precision_at_1"], "MAP@R": res["mean_average_precision_at_r"],
-                   "R-precision": res["r_precision"]}
+        metrics = {
+            "R@1 / P@1": res["precision_at_1"],
+            "MAP@R": res["mean_average_precision_at_r"],
+            "R-precision": res["r_precision"],
+        }
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    Path(out).write_text(json.dumps({"seconds": seconds, "peak_rss": peak, "baseline_rss": baseline,
-                                     "metrics": {k: float(v) for k, v in metrics.items()},
-                                     "threads": torch.get_num_threads()}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss": peak,
+                "baseline_rss": baseline,
+                "metrics": {k: float(v) for k, v in metrics.items()},
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def _run_child(which: str, data: str, method: str = "auto") -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out = handle.name
     try:
-        subprocess.run([sys.executable, __file__, "--child", which, "--data", data, "--out", out,
-                        "--method", method], check=True)
+        subprocess.run(
+            [sys.executable, __file__, "--child", which, "--data", data, "--out", out, "--method", method], check=True
+        )
         return json.loads(Path(out).read_text())
     finally:
         os.unlink(out)
@@ -128,8 +150,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small run (n=5000) to check that everything works")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-pml", action="store_true", help="time only dml.eval")
-    parser.add_argument("--method", choices=("auto", "rows", "tiles"), default="auto",
-                        help="route of dml.eval.ranking (auto: tiles for self-retrieval without duplicated vectors)")
+    parser.add_argument(
+        "--method",
+        choices=("auto", "rows", "tiles"),
+        default="auto",
+        help="route of dml.eval.ranking (auto: tiles for self-retrieval without duplicated vectors)",
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--child", choices=("ours", "pml"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -143,8 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
     labels = sop_like_labels(n, args.seed)
     x = clustered_embeddings(labels, args.dim, args.seed)
     sizes = np.bincount(labels)
-    print(f"data: {n} x {args.dim} float32, {sizes.size} classes of {sizes.min()}-{sizes.max()} "
-          f"(mean {sizes.mean():.2f}), seed {args.seed}")
+    print(
+        f"data: {n} x {args.dim} float32, {sizes.size} classes of {sizes.min()}-{sizes.max()} "
+        f"(mean {sizes.mean():.2f}), seed {args.seed}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data.npz")
         np.savez(data, x=x, y=labels)
@@ -155,10 +183,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     mib = 2**20
     ours, pml = results["ours"], results.get("pml")
-    rows = [("time (s)", ours["seconds"], pml and pml["seconds"]),
-            ("peak RSS (MiB)", ours["peak_rss"] / mib, pml and pml["peak_rss"] / mib),
-            ("peak - baseline (MiB)", (ours["peak_rss"] - ours["baseline_rss"]) / mib,
-             pml and (pml["peak_rss"] - pml["baseline_rss"]) / mib)]
+    rows = [
+        ("time (s)", ours["seconds"], pml and pml["seconds"]),
+        ("peak RSS (MiB)", ours["peak_rss"] / mib, pml and pml["peak_rss"] / mib),
+        (
+            "peak - baseline (MiB)",
+            (ours["peak_rss"] - ours["baseline_rss"]) / mib,
+            pml and (pml["peak_rss"] - pml["baseline_rss"]) / mib,
+        ),
+    ]
     print(f"\n{'':24s}{'dml.eval':>14s}{'PML':>14s}{'PML / ours':>12s}")
     for name, a, b in rows:
         print(f"{name:24s}{a:14.2f}" + (f"{b:14.2f}{b / a:12.2f}" if b is not None else ""))
@@ -170,8 +203,17 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         from dml.utils import atomic_save_json, run_info
 
-        atomic_save_json({"n": n, "dim": args.dim, "seed": args.seed, "method": args.method, "results": results,
-                          "provenance": run_info(seeds=args.seed)}, args.json)
+        atomic_save_json(
+            {
+                "n": n,
+                "dim": args.dim,
+                "seed": args.seed,
+                "method": args.method,
+                "results": results,
+                "provenance": run_info(seeds=args.seed),
+            },
+            args.json,
+        )
     return results
 
 

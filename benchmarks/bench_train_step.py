@@ -22,6 +22,7 @@ the timed region. Usage::
 
 Not a timed test; the numbers depend on the GPU (benchmarks/README.md records the device with each figure).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,28 +37,33 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dml.data.augment import BatchAugment, DATASET_STATS  # noqa: E402
-from dml.reproduce import load_experiment  # noqa: E402
-from dml.train.trainer import build_loss, build_model  # noqa: E402
-from dml.utils import run_info, seed_everything  # noqa: E402
+from dml.data.augment import DATASET_STATS, BatchAugment
+from dml.reproduce import load_experiment
+from dml.train.trainer import build_loss, build_model
+from dml.utils import run_info, seed_everything
 
 MODES = {"fp32": (False, False), "amp": (True, False), "amp+channels_last": (True, True)}
 
 
-def ours(config_overrides: list[str], *, device: torch.device, amp: bool, channels_last: bool, cache: int,
-         size: int):
+def ours(config_overrides: list[str], *, device: torch.device, amp: bool, channels_last: bool, cache: int, size: int):
     experiment = load_experiment(Path(__file__).resolve().parents[1] / "notebooks" / "sct")
-    config = experiment.config("SCT", dataset="cub200", profile="full", seed=0, output_dir="runs/bench",
-                               overrides=config_overrides + [f"amp={str(amp).lower()}",
-                                                             f"channels_last={str(channels_last).lower()}",
-                                                             "model.pretrained=false"])
+    config = experiment.config(
+        "SCT",
+        dataset="cub200",
+        profile="full",
+        seed=0,
+        output_dir="runs/bench",
+        overrides=config_overrides
+        + [f"amp={str(amp).lower()}", f"channels_last={str(channels_last).lower()}", "model.pretrained=false"],
+    )
     seed_everything(0, deterministic=False)
     model = build_model(config).to(device).train()
     loss_fn = build_loss(config, num_classes=100).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr, momentum=0.0)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
-    augment = BatchAugment(size=size, crop="random", resize=None, flip=0.5, mean=DATASET_STATS["cub200"][0],
-                           std=DATASET_STATS["cub200"][1])
+    augment = BatchAugment(
+        size=size, crop="random", resize=None, flip=0.5, mean=DATASET_STATS["cub200"][0], std=DATASET_STATS["cub200"][1]
+    )
     generator = torch.Generator(device="cpu").manual_seed(0)
 
     def step(images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -70,6 +76,7 @@ def ours(config_overrides: list[str], *, device: torch.device, amp: bool, channe
         scaler.step(optimizer)
         scaler.update()
         return loss.detach()
+
     return step, config
 
 
@@ -92,7 +99,7 @@ def reference(*, device: torch.device, amp: bool, channels_last: bool, size: int
         for image in images:  # per-image RandomCrop + flip, as torchvision transforms in a Dataset would do
             top = int(torch.randint(0, image.shape[-2] - size + 1, (1,)))
             left = int(torch.randint(0, image.shape[-1] - size + 1, (1,)))
-            crop = image[:, top:top + size, left:left + size]
+            crop = image[:, top : top + size, left : left + size]
             crops.append(crop.flip(-1) if float(torch.rand(1)) < 0.5 else crop)
         batch = (torch.stack(crops).float().div_(255) - mean) / std
         if channels_last:
@@ -111,11 +118,13 @@ def reference(*, device: torch.device, amp: bool, channels_last: bool, size: int
         scaler.step(optimizer)
         scaler.update()
         return loss.detach()
+
     return step
 
 
-def images_per_second(step, images: torch.Tensor, labels: torch.Tensor, *, steps: int, warmup: int,
-                      device: torch.device) -> float:
+def images_per_second(
+    step, images: torch.Tensor, labels: torch.Tensor, *, steps: int, warmup: int, device: torch.device
+) -> float:
     for _ in range(warmup):
         step(images, labels)
     if device.type == "cuda":
@@ -149,18 +158,27 @@ def main() -> None:
     rows = []
     for mode in args.modes:
         amp, channels_last = MODES[mode]
-        our_step, config = ours([], device=device, amp=amp, channels_last=channels_last, cache=args.cache,
-                                size=args.size)
-        ref_step = reference(device=device, amp=amp, channels_last=channels_last, size=args.size,
-                             dim=config.model.embedding_dim, lr=config.optim.lr)
+        our_step, config = ours(
+            [], device=device, amp=amp, channels_last=channels_last, cache=args.cache, size=args.size
+        )
+        ref_step = reference(
+            device=device,
+            amp=amp,
+            channels_last=channels_last,
+            size=args.size,
+            dim=config.model.embedding_dim,
+            lr=config.optim.lr,
+        )
         measured = {"ours": [], "reference": []}
         for _ in range(args.repeats):
             for name, step in (("ours", our_step), ("reference", ref_step)):
-                measured[name].append(images_per_second(step, images, labels, steps=args.steps, warmup=args.warmup,
-                                                        device=device))
+                measured[name].append(
+                    images_per_second(step, images, labels, steps=args.steps, warmup=args.warmup, device=device)
+                )
         ours_ips, ref_ips = statistics.median(measured["ours"]), statistics.median(measured["reference"])
-        rows.append({"mode": mode, "ours": ours_ips, "reference": ref_ips, "ratio": ours_ips / ref_ips,
-                     "all": measured})
+        rows.append(
+            {"mode": mode, "ours": ours_ips, "reference": ref_ips, "ratio": ours_ips / ref_ips, "all": measured}
+        )
         del our_step, ref_step
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -170,8 +188,9 @@ def main() -> None:
     for row in rows:
         print(f"{row['mode']:<20}{row['ours']:>12.1f}{row['reference']:>17.1f}{row['ratio']:>10.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": name, "args": vars(args), "rows": rows,
-                                               "run_info": run_info(seeds=0)}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"device": name, "args": vars(args), "rows": rows, "run_info": run_info(seeds=0)}, indent=2)
+        )
 
 
 if __name__ == "__main__":

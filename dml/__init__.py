@@ -6,4 +6,5 @@ Data flows one way through the subpackages::
 
 Each subpackage exposes a registry with ``build(name, **kwargs)`` where that makes sense.
 """
+
 __version__ = "0.1.0"

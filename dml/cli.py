@@ -10,6 +10,7 @@ incomplete or corrupt dataset; for ``train``: also an ``eval.protocol`` that the
 ``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
 Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,43 +30,61 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dml {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a model from a YAML config",
-                                description="Train an embedding model from a YAML config file.")
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train an embedding model from a YAML config file.",
+    )
     train.add_argument("config", metavar="CONFIG", help="YAML config file, e.g. configs/smoke_synthetic.yaml")
-    train.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                       help="override a config value, e.g. --set optim.lr=0.01 (repeatable; values parsed as YAML)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from OUTPUT_DIR/checkpoint.pt instead of starting afresh")
-    train.add_argument("--output-dir", metavar="DIR",
-                       help="where to write checkpoints and metrics (overrides output_dir)")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config value, e.g. --set optim.lr=0.01 (repeatable; values parsed as YAML)",
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt instead of starting afresh"
+    )
+    train.add_argument(
+        "--output-dir", metavar="DIR", help="where to write checkpoints and metrics (overrides output_dir)"
+    )
 
     data = commands.add_parser("data", help="dataset utilities", description="Dataset utilities.")
     data.set_defaults(data_parser=data)
     data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_commands.add_parser("list", help="print the registered dataset names")
     download = data_commands.add_parser(
-        "download", help="download, verify and unpack a benchmark (or print how to get it)",
+        "download",
+        help="download, verify and unpack a benchmark (or print how to get it)",
         description="Download, verify (checksum) and atomically unpack a benchmark into its folder. Datasets "
-                    "without a stable public URL (cars196, sop, inshop, hotels50k) get printed manual steps and "
-                    f"exit status {MANUAL_DOWNLOAD}; an already complete folder exits 0 without downloading.")
+        "without a stable public URL (cars196, sop, inshop, hotels50k) get printed manual steps and "
+        f"exit status {MANUAL_DOWNLOAD}; an already complete folder exits 0 without downloading.",
+    )
     download.add_argument("name", metavar="NAME", help="cub200, cars196, sop, inshop or hotels50k")
     download.add_argument("--root", metavar="DIR", help="dataset folder (default: the data folder's NAME/)")
     download.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    download.add_argument("--keep-archive", action="store_true",
-                          help="keep the verified archive next to the dataset folder")
+    download.add_argument(
+        "--keep-archive", action="store_true", help="keep the verified archive next to the dataset folder"
+    )
     check = data_commands.add_parser(
-        "check", help="verify a benchmark's layout, image counts and files",
+        "check",
+        help="verify a benchmark's layout, image counts and files",
         description="Verify a benchmark on disk: layout, image count per split, missing files, and with "
-                    "--decode corrupt files. Exits 0 when everything is in order, 1 otherwise.")
+        "--decode corrupt files. Exits 0 when everything is in order, 1 otherwise.",
+    )
     check.add_argument("name", metavar="NAME", help="cub200, cars196, sop, inshop or hotels50k")
     check.add_argument("--root", metavar="DIR", help="dataset folder (default: the data folder's NAME/)")
     check.add_argument("--decode", action="store_true", help="decode every image to find corrupt files (slow)")
     cache = data_commands.add_parser(
-        "cache", help="decode a split once into a memory-mapped uint8 array for fast epochs",
+        "cache",
+        help="decode a split once into a memory-mapped uint8 array for fast epochs",
         description="Decode every image of a dataset split once, resize it (shorter side SIZE, centre SIZE×SIZE "
-                    "square) and store it as a memory-mapped uint8 array under the data folder's cache/, so "
-                    "training epochs decode no JPEGs. Re-running reuses a complete cache, resumes an interrupted "
-                    "one and rebuilds a stale one.")
+        "square) and store it as a memory-mapped uint8 array under the data folder's cache/, so "
+        "training epochs decode no JPEGs. Re-running reuses a complete cache, resumes an interrupted "
+        "one and rebuilds a stale one.",
+    )
     cache.add_argument("name", metavar="NAME", help="a registered dataset, e.g. cub200")
     cache.add_argument("--split", default="train", choices=("train", "test", "all"), help="which split (train)")
     cache.add_argument("--size", type=int, default=288, help="side of the stored square images (288)")
@@ -138,8 +157,9 @@ def _cache(args: argparse.Namespace) -> int:
     from dml.data import UnknownDatasetError, build_cache
 
     try:
-        folder = build_cache(args.name, split=args.split, size=args.size, root=args.root, workers=args.workers,
-                             force=args.force)
+        folder = build_cache(
+            args.name, split=args.split, size=args.size, root=args.root, workers=args.workers, force=args.force
+        )
     except UnknownDatasetError as err:
         print(f"dml data cache: error: {err}", file=sys.stderr)
         return USAGE_ERROR
@@ -149,8 +169,10 @@ def _cache(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("dml data cache: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
-    print(f"{args.name} ({args.split}) cached in {folder}; open it with "
-          f"dml.data.build('cached', split={args.split!r}, source={args.name!r}, size={args.size}).")
+    print(
+        f"{args.name} ({args.split}) cached in {folder}; open it with "
+        f"dml.data.build('cached', split={args.split!r}, source={args.name!r}, size={args.size})."
+    )
     return 0
 
 

@@ -5,12 +5,14 @@ At its end it calls :func:`save_results`, which writes the page's key numbers, t
 provenance (commit, date, hardware) atomically to ``results_path``. ``tests/book/test_notebooks.py`` executes the page
 with papermill and compares ``numbers`` with ``tests/baselines/<page>.json``.
 """
+
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from dml.utils import atomic_save_json, run_info
 from dml.utils.checks import check_choice
@@ -41,14 +43,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save_results(path: str | Path | None, numbers: Mapping[str, Any], *, profile: str, seed: int | None = None,
-                 **extra: Any) -> dict[str, Any] | None:
+def save_results(
+    path: str | Path | None, numbers: Mapping[str, Any], *, profile: str, seed: int | None = None, **extra: Any
+) -> dict[str, Any] | None:
     """Write ``{"numbers": ..., "profile": ..., "seed": ..., "run_info": ...}`` to ``path`` (no-op if ``None``).
 
     Returns the record so the page can display it.
     """
-    record = {"numbers": _plain(dict(numbers)), "profile": profile, "seed": seed,
-              "run_info": run_info(seeds=seed), **_plain(extra)}
+    record = {
+        "numbers": _plain(dict(numbers)),
+        "profile": profile,
+        "seed": seed,
+        "run_info": run_info(seeds=seed),
+        **_plain(extra),
+    }
     if path is not None:
         atomic_save_json(record, path)
     return record

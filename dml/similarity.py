@@ -3,6 +3,7 @@
 Everything in the course works on L2-normalised embeddings ``f_i = x_i / ||x_i||``, where cosine similarity
 ``S_ij = f_i . f_j`` and Euclidean distance are tied by ``||f_i - f_j||^2 = 2 - 2 S_ij``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -5,17 +5,26 @@ any existing figure via ``ax=`` and stays fast for dozens of rows. Datasets with
 ones) are read from it directly; any other dataset is read through ``__getitem__`` (after its transform) and
 resized to a common cell size.
 """
+
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 _PAD = 2  # pixels of white between cells
 
 
-def plot_image_grid(dataset: Any, *, classes: Sequence[int] | None = None, per_class: int = 8, seed: int = 0,
-                    ax: Any = None, title: str | None = None):
+def plot_image_grid(
+    dataset: Any,
+    *,
+    classes: Sequence[int] | None = None,
+    per_class: int = 8,
+    seed: int = 0,
+    ax: Any = None,
+    title: str | None = None,
+):
     """Draw ``per_class`` random images of each class in ``classes``, one row per class, labelled by class id.
 
     Args:
@@ -42,21 +51,32 @@ def plot_image_grid(dataset: Any, *, classes: Sequence[int] | None = None, per_c
     return _draw(dataset, rows, [f"class {c}" for c in classes], per_class, ax, title)
 
 
-def plot_modes(dataset: Any, class_id: int, *, per_mode: int = 8, seed: int = 0, ax: Any = None,
-               title: str | None = None):
+def plot_modes(
+    dataset: Any, class_id: int, *, per_mode: int = 8, seed: int = 0, ax: Any = None, title: str | None = None
+):
     """Draw the modes of one class of a dataset with a ``modes`` attribute (e.g. ``synthetic``), one per row."""
     if not hasattr(dataset, "modes"):
-        raise ValueError(f"{type(dataset).__name__} has no `modes` attribute; plot_modes needs a dataset that "
-                         "records a mode per image, such as build('synthetic').")
+        raise ValueError(
+            f"{type(dataset).__name__} has no `modes` attribute; plot_modes needs a dataset that "
+            "records a mode per image, such as build('synthetic')."
+        )
     labels, modes = np.asarray(dataset.labels), np.asarray(dataset.modes)
     if not np.any(labels == class_id):
         raise ValueError(f"Class {class_id} has no images in this split; pass a class id from dataset.labels.")
     rng = np.random.default_rng(seed)
     mode_ids = np.unique(modes[labels == class_id])
-    rows = [rng.choice(idx, min(per_mode, idx.size), replace=False)
-            for idx in (np.flatnonzero((labels == class_id) & (modes == m)) for m in mode_ids)]
-    return _draw(dataset, rows, [f"mode {m}" for m in mode_ids], per_mode,
-                 ax, title if title is not None else f"class {class_id}")
+    rows = [
+        rng.choice(idx, min(per_mode, idx.size), replace=False)
+        for idx in (np.flatnonzero((labels == class_id) & (modes == m)) for m in mode_ids)
+    ]
+    return _draw(
+        dataset,
+        rows,
+        [f"mode {m}" for m in mode_ids],
+        per_mode,
+        ax,
+        title if title is not None else f"class {class_id}",
+    )
 
 
 def _draw(dataset: Any, rows: list[np.ndarray], names: list[str], width: int, ax: Any, title: str | None):
@@ -67,7 +87,7 @@ def _draw(dataset: Any, rows: list[np.ndarray], names: list[str], width: int, ax
     mosaic = np.ones((len(rows) * step - _PAD, width * step - _PAD, 3), dtype=np.float32)
     for r, indices in enumerate(rows):
         for c, index in enumerate(indices):
-            mosaic[r * step:r * step + cell, c * step:c * step + cell] = _thumbnail(dataset, int(index), cell)
+            mosaic[r * step : r * step + cell, c * step : c * step + cell] = _thumbnail(dataset, int(index), cell)
     if ax is None:
         _, ax = plt.subplots(figsize=(max(2.0, 0.9 * width), max(1.5, 0.9 * len(rows))))
     ax.imshow(mosaic, interpolation="nearest")
@@ -98,7 +118,8 @@ def _thumbnail(dataset: Any, index: int, size: int | None = None) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 
-        resized = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None], size=(size, size),
-                                mode="bilinear", align_corners=False)
+        resized = F.interpolate(
+            torch.from_numpy(image).permute(2, 0, 1)[None], size=(size, size), mode="bilinear", align_corners=False
+        )
         image = resized[0].permute(1, 2, 0).clamp(0, 1).numpy()
     return image

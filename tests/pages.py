@@ -6,6 +6,7 @@ It also stages the book build so that each page is executed once per CI run: the
 where a page whose executed notebook is fresh is that notebook (outputs kept, papermill's injected-parameters cell
 removed, excluded from execution) and every other page is its MyST-Markdown source, executed by the build.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -118,8 +119,12 @@ def stamp(executed: Path, page: Path, profile: str, seconds: float, repo: Path =
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
-    notebook.metadata["dml"] = {"page": page.relative_to(repo).as_posix(), "profile": profile,
-                                "fingerprint": fingerprint(page, profile, repo), "seconds": round(seconds, 1)}
+    notebook.metadata["dml"] = {
+        "page": page.relative_to(repo).as_posix(),
+        "profile": profile,
+        "fingerprint": fingerprint(page, profile, repo),
+        "seconds": round(seconds, 1),
+    }
     nbformat.write(notebook, executed)
 
 

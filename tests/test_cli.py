@@ -1,4 +1,5 @@
 """The ``dml`` command line: help, exit codes, error messages, and the example configs actually running."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_module_entry_point_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "dml.cli", "--help"], cwd=REPO, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dml.cli", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "usage: dml" in result.stdout
 
 
@@ -48,17 +50,22 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> No
     assert "list" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["train", "nope.yaml"], "does not exist"),
-    (["train", str(SMOKE), "--set", "optim.lrr=0.1"], "Did you mean 'optim.lr'"),
-    (["train", str(SMOKE), "--set", "optim.lr"], "has no '='"),
-    (["train", str(SMOKE), "--set", "train.epochs=two"], "'train.epochs' must be an integer"),
-    (["train", str(SMOKE), "--set", "loss.name=tripplet"], "Did you mean 'triplet'"),
-    (["train", str(SMOKE), "--set", "data.kwargs.num_clases=4"],
-     "'data.kwargs': Dataset 'synthetic' got unexpected keyword argument(s) 'num_clases'. Closest: 'num_clases' -> "
-     "'num_classes'. Accepted: num_classes, "),
-    (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "nope.yaml"], "does not exist"),
+        (["train", str(SMOKE), "--set", "optim.lrr=0.1"], "Did you mean 'optim.lr'"),
+        (["train", str(SMOKE), "--set", "optim.lr"], "has no '='"),
+        (["train", str(SMOKE), "--set", "train.epochs=two"], "'train.epochs' must be an integer"),
+        (["train", str(SMOKE), "--set", "loss.name=tripplet"], "Did you mean 'triplet'"),
+        (
+            ["train", str(SMOKE), "--set", "data.kwargs.num_clases=4"],
+            "'data.kwargs': Dataset 'synthetic' got unexpected keyword argument(s) 'num_clases'. "
+            "Closest: 'num_clases' -> 'num_classes'. Accepted: num_classes, ",
+        ),
+        (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
+    ],
+)
 def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -68,8 +75,10 @@ def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys:
 def test_resume_without_checkpoint_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    assert main(["train", str(SMOKE), "--resume", "--output-dir", str(tmp_path / "run"),
-                 "--set", f"data.root={data}"]) == 1
+    assert (
+        main(["train", str(SMOKE), "--resume", "--output-dir", str(tmp_path / "run"), "--set", f"data.root={data}"])
+        == 1
+    )
     assert "Cannot resume" in capsys.readouterr().err
 
 
@@ -77,9 +86,23 @@ def test_protocol_the_dataset_cannot_serve_exits_1(tmp_path: Path, capsys: pytes
     """Synthetic data has no is_query mask; the pipeline finds out (before any training) and names the fix."""
     data = tmp_path / "data"
     data.mkdir()
-    assert main(["train", str(SMOKE), "--output-dir", str(tmp_path / "run"), "--set", f"data.root={data}",
-                 "--set", "data.kwargs={num_classes: 4, images_per_class: 4, image_size: 16}",
-                 "--set", "eval.protocol=query-gallery"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                str(SMOKE),
+                "--output-dir",
+                str(tmp_path / "run"),
+                "--set",
+                f"data.root={data}",
+                "--set",
+                "data.kwargs={num_classes: 4, images_per_class: 4, image_size: 16}",
+                "--set",
+                "eval.protocol=query-gallery",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("dml train: error:") and "needs the per-image array 'is_query'" in err
     assert "eval.protocol=self" in err and "Traceback" not in err
@@ -96,8 +119,20 @@ def test_example_configs_train_for_one_epoch(config: str, tmp_path: Path) -> Non
     """Each example config runs end to end (one epoch, data cached in a temporary folder)."""
     data, out = tmp_path / "data", tmp_path / "run"
     data.mkdir()
-    code = main(["train", str(REPO / "configs" / config), "--output-dir", str(out), "--set", f"data.root={data}",
-                 "--set", "train.epochs=1", "--set", "eval.include=[recall, map@r]"])
+    code = main(
+        [
+            "train",
+            str(REPO / "configs" / config),
+            "--output-dir",
+            str(out),
+            "--set",
+            f"data.root={data}",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "eval.include=[recall, map@r]",
+        ]
+    )
     assert code == 0
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert final["epoch"] == 1 and 0.0 < final["recall@1"] <= 1.0 and final["loss"] > 0

@@ -1,8 +1,8 @@
 """environment.yml must mirror pyproject.toml: the same requirements, core and extras."""
+
 from __future__ import annotations
 
 import tomllib
-
 import yaml
 
 from tests.pages import REPO
@@ -16,4 +16,6 @@ def test_environment_yml_mirrors_pyproject() -> None:
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     listed = {p for p in pip if not p.startswith("-e")}
-    assert listed == wanted, f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
+    assert listed == wanted, (
+        f"only in pyproject: {sorted(wanted - listed)}; only in environment.yml: {sorted(listed - wanted)}"
+    )

@@ -3,6 +3,7 @@
 Edges come from every ``import`` statement in ``dml/`` with ``ast``, lazy imports inside functions included, since
 a lazy import that closes a loop only moves the failure to run time.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,7 +30,7 @@ def _import_graph() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in paths else base for a in node.names]
             else:
                 continue
@@ -38,7 +39,7 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}   # 1: on the current path, 2: finished
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
     stack: list[str] = []
 
     def visit(node: str) -> list[str] | None:
@@ -46,7 +47,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()

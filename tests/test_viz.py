@@ -1,15 +1,16 @@
 """Image grids: one row per class (or mode), labelled, drawn into a new or a given axes."""
+
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-from dml.data import DMLDataset, build  # noqa: E402
-from dml.viz import plot_image_grid, plot_modes  # noqa: E402
+from dml.data import DMLDataset, build
+from dml.viz import plot_image_grid, plot_modes
 
 
 @pytest.fixture

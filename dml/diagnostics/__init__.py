@@ -10,12 +10,24 @@
 * :mod:`dml.diagnostics.per_epoch` — all of the numbers above as JSON-safe values for the trainer's
   ``on_epoch_end`` hook (:func:`diagnostics_callback`), and their plots over epochs.
 """
+
 from dml.diagnostics.density import EmbeddingDensity, embedding_density, plot_density
-from dml.diagnostics.per_epoch import (diagnostics_callback, embedding_diagnostics, epoch_diagnostics,
-                                       mean_pairwise_similarity, plot_epoch_curves, plot_epoch_diagnostics)
-from dml.diagnostics.similarity_histograms import (SimilarityHistograms, anchor_histograms, histogram_edges,
-                                                   histograms_from_history, plot_similarity_histograms,
-                                                   similarity_histograms)
+from dml.diagnostics.per_epoch import (
+    diagnostics_callback,
+    embedding_diagnostics,
+    epoch_diagnostics,
+    mean_pairwise_similarity,
+    plot_epoch_curves,
+    plot_epoch_diagnostics,
+)
+from dml.diagnostics.similarity_histograms import (
+    SimilarityHistograms,
+    anchor_histograms,
+    histogram_edges,
+    histograms_from_history,
+    plot_similarity_histograms,
+    similarity_histograms,
+)
 from dml.diagnostics.spectrum import SpectralDecay, plot_spectrum, spectral_decay
 from dml.diagnostics.triplet_space import TripletSpace, hard_triplet_ratio, plot_triplet_space, triplet_space
 from dml.diagnostics.tsne import JointTSNE, joint_tsne, plot_joint_tsne

@@ -25,6 +25,7 @@ Cost: both sums are computed in closed form, ``Σ_{i≠j} u_i.u_j = ||Σ_i u_i||
 ``u``, so the whole computation is O(N D) with no pairwise matrix and no Python loop over classes (the released code
 builds one ``n_c x n_c`` matrix per class, O(Σ_c n_c² D)). Everything is computed in ``float64``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import numpy as np
 from dml.diagnostics._inputs import as_float64_matrix, as_label_array, unit_rows
 from dml.utils.checks import check_choice
 
-__all__ = ["EmbeddingDensity", "SINGLETON_POLICIES", "embedding_density", "plot_density"]
+__all__ = ["SINGLETON_POLICIES", "EmbeddingDensity", "embedding_density", "plot_density"]
 
 SINGLETON_POLICIES = ("max", "drop")
 
@@ -77,11 +78,14 @@ def embedding_density(embeddings: Any, labels: Any, *, singletons: str = "max") 
     classes, codes, counts = np.unique(label_array, return_inverse=True, return_counts=True)
     codes = codes.reshape(-1)
     if len(classes) < 2:
-        raise ValueError(f"All {len(x)} embeddings have the same label {classes[0]!r}; pi_inter needs at least two "
-                         "classes.")
+        raise ValueError(
+            f"All {len(x)} embeddings have the same label {classes[0]!r}; pi_inter needs at least two classes."
+        )
     if counts.max() < 2:
-        raise ValueError("Every class has a single image, so no class has a same-class pair and pi_intra is "
-                         "undefined; use a set with at least two images for some class.")
+        raise ValueError(
+            "Every class has a single image, so no class has a same-class pair and pi_intra is "
+            "undefined; use a set with at least two images for some class."
+        )
     unit = unit_rows(x)
     order = np.argsort(codes, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -102,19 +106,28 @@ def embedding_density(embeddings: Any, labels: Any, *, singletons: str = "max") 
     mean_norms = np.linalg.norm(means, axis=1)
     if np.any(mean_norms == 0):
         bad = classes[np.flatnonzero(mean_norms == 0)]
-        raise ValueError(f"The mean embedding of class(es) {bad.tolist()[:5]} is the zero vector, so its direction "
-                         "(and pi_inter) is undefined; this happens when a class's embeddings cancel out exactly.")
+        raise ValueError(
+            f"The mean embedding of class(es) {bad.tolist()[:5]} is the zero vector, so its direction "
+            "(and pi_inter) is undefined; this happens when a class's embeddings cancel out exactly."
+        )
     unit_means = means / mean_norms[:, None]
     total = unit_means.sum(axis=0)
     num_classes = len(classes)
-    pi_inter = float(1.0 - (total @ total - np.einsum("cd,cd->", unit_means, unit_means))
-                     / (num_classes * (num_classes - 1.0)))
-    return EmbeddingDensity(pi_intra=pi_intra, pi_inter=pi_inter, pi_ratio=pi_intra / max(pi_inter, 1e-8),
-                            classes=classes, counts=counts, class_intra=class_intra, singletons=singletons)
+    pi_inter = float(
+        1.0 - (total @ total - np.einsum("cd,cd->", unit_means, unit_means)) / (num_classes * (num_classes - 1.0))
+    )
+    return EmbeddingDensity(
+        pi_intra=pi_intra,
+        pi_inter=pi_inter,
+        pi_ratio=pi_intra / max(pi_inter, 1e-8),
+        classes=classes,
+        counts=counts,
+        class_intra=class_intra,
+        singletons=singletons,
+    )
 
 
-def plot_density(densities: EmbeddingDensity | dict[str, EmbeddingDensity], *, ax: Any = None,
-                 bins: int = 30) -> Any:
+def plot_density(densities: EmbeddingDensity | dict[str, EmbeddingDensity], *, ax: Any = None, bins: int = 30) -> Any:
     """Histogram of the per-class intra-class distances ``π_c``, with ``π_intra`` (solid) and ``π_inter`` (dashed).
 
     One histogram per entry of a dict (e.g. train vs test, or epochs); the legend gives ``π_ratio``. Single-image
@@ -137,9 +150,15 @@ def plot_density(densities: EmbeddingDensity | dict[str, EmbeddingDensity], *, a
         ax.axvline(density.pi_intra, color=colour, lw=1.5)
         ax.axvline(density.pi_inter, color=colour, lw=1.5, ls="--")
     high = max(max(d.pi_inter, np.nanmax(d.class_intra)) for d in densities.values())
-    ax.set(xlim=(0.0, min(2.0, high * 1.15 + 0.02)), xlabel="cosine distance $1 - \\cos$",
-           ylabel="classes")
-    ax.text(0.98, 0.96, "solid: $\\pi_{intra}$, dashed: $\\pi_{inter}$", transform=ax.transAxes, ha="right",
-            va="top", fontsize=8)
+    ax.set(xlim=(0.0, min(2.0, high * 1.15 + 0.02)), xlabel="cosine distance $1 - \\cos$", ylabel="classes")
+    ax.text(
+        0.98,
+        0.96,
+        "solid: $\\pi_{intra}$, dashed: $\\pi_{inter}$",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+    )
     ax.legend(fontsize=8, frameon=False, loc="upper left")
     return ax

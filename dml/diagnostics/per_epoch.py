@@ -23,6 +23,7 @@ Non-finite numbers (e.g. a NaN hard ratio when no anchor has both a positive and
     hook = diagnostics_callback({"train": train_set, "test": test_set})
     dml.train.train(config, on_epoch_end=hook)      # adds train_hard_ratio, test_rho@1, ... to every epoch
 """
+
 from __future__ import annotations
 
 import math
@@ -33,19 +34,39 @@ import numpy as np
 
 from dml.diagnostics._inputs import as_float64_matrix, as_label_array, check_positive_int
 from dml.diagnostics.density import embedding_density
-from dml.diagnostics.similarity_histograms import (anchor_histograms, histograms_from_history,
-                                                   plot_similarity_histograms, similarity_histograms)
+from dml.diagnostics.similarity_histograms import (
+    anchor_histograms,
+    histograms_from_history,
+    plot_similarity_histograms,
+    similarity_histograms,
+)
 from dml.diagnostics.spectrum import spectral_decay
 from dml.diagnostics.triplet_space import triplet_space
 
-__all__ = ["diagnostics_callback", "embedding_diagnostics", "epoch_diagnostics", "mean_pairwise_similarity",
-           "plot_epoch_curves", "plot_epoch_diagnostics"]
+__all__ = [
+    "diagnostics_callback",
+    "embedding_diagnostics",
+    "epoch_diagnostics",
+    "mean_pairwise_similarity",
+    "plot_epoch_curves",
+    "plot_epoch_diagnostics",
+]
 
 
-def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pairs: str = "anchor", bins: int = 40,
-                          histograms: bool = True, spectrum_ks: Sequence[int] = (1,), density: bool = True,
-                          max_points: int | None = None, seed: int = 0,
-                          chunk_size: int = 2048) -> dict[str, float | list[int] | None]:
+def embedding_diagnostics(
+    embeddings: Any,
+    labels: Any,
+    *,
+    prefix: str = "",
+    pairs: str = "anchor",
+    bins: int = 40,
+    histograms: bool = True,
+    spectrum_ks: Sequence[int] = (1,),
+    density: bool = True,
+    max_points: int | None = None,
+    seed: int = 0,
+    chunk_size: int = 2048,
+) -> dict[str, float | list[int] | None]:
     """The per-epoch numbers of a labelled set of embeddings (see the module docstring for the keys).
 
     Args:
@@ -61,7 +82,7 @@ def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pai
             when the set is larger; ``None`` uses every row. The pairwise parts cost O(N² D).
     """
     x = as_float64_matrix(embeddings, labels, min_rows=2)
-    y = np.unique(as_label_array(labels).reshape(-1), return_inverse=True)[1].reshape(-1)   # any label type
+    y = np.unique(as_label_array(labels).reshape(-1), return_inverse=True)[1].reshape(-1)  # any label type
     if max_points is not None and len(x) > check_positive_int(max_points, "max_points", minimum=2):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), size=max_points, replace=False))
         x, y = x[keep], y[keep]
@@ -70,9 +91,13 @@ def embedding_diagnostics(embeddings: Any, labels: Any, *, prefix: str = "", pai
         hist = anchor_histograms(space, bins=bins)
     else:
         hist = similarity_histograms(x, y, pairs=pairs, bins=bins, chunk_size=chunk_size)
-    out: dict[str, Any] = {"hard_ratio": space.hard_ratio, "margin": hist.margin,
-                           "mean_s_ap": hist.mean_positive, "mean_s_an": hist.mean_negative,
-                           "mean_similarity": mean_pairwise_similarity(x)}
+    out: dict[str, Any] = {
+        "hard_ratio": space.hard_ratio,
+        "margin": hist.margin,
+        "mean_s_ap": hist.mean_positive,
+        "mean_s_an": hist.mean_negative,
+        "mean_similarity": mean_pairwise_similarity(x),
+    }
     if histograms:
         out["s_ap_hist"] = hist.positive_counts.tolist()
         out["s_an_hist"] = hist.negative_counts.tolist()
@@ -90,15 +115,18 @@ def mean_pairwise_similarity(embeddings: Any) -> float:
     x = as_float64_matrix(embeddings, None, min_rows=2)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0):
-        raise ValueError("an embedding is the zero vector, so its cosine similarity is undefined; check the model "
-                         "output (a dead ReLU before the embedding layer?).")
+        raise ValueError(
+            "an embedding is the zero vector, so its cosine similarity is undefined; check the model "
+            "output (a dead ReLU before the embedding layer?)."
+        )
     total = (x / norms).sum(axis=0)
     n = len(x)
     return float((total @ total - n) / (n * (n - 1)))
 
 
-def epoch_diagnostics(model: Any, dataset: Any, *, batch_size: int = 256, device: Any = None,
-                      **kwargs: Any) -> dict[str, float | list[int] | None]:
+def epoch_diagnostics(
+    model: Any, dataset: Any, *, batch_size: int = 256, device: Any = None, **kwargs: Any
+) -> dict[str, float | list[int] | None]:
     """Embed ``dataset`` with ``model`` (:func:`dml.eval.embed`, eval mode, no gradients) and return
     :func:`embedding_diagnostics` of the result (``kwargs`` go there: ``prefix``, ``pairs``, ``bins``, ...)."""
     from dml.eval import embed
@@ -107,8 +135,9 @@ def epoch_diagnostics(model: Any, dataset: Any, *, batch_size: int = 256, device
     return embedding_diagnostics(embeddings, labels, **kwargs)
 
 
-def diagnostics_callback(datasets: Mapping[str, Any], *, batch_size: int = 256, every: int = 1,
-                         last: int | None = None, **kwargs: Any) -> Callable[[int, Any], dict[str, Any]]:
+def diagnostics_callback(
+    datasets: Mapping[str, Any], *, batch_size: int = 256, every: int = 1, last: int | None = None, **kwargs: Any
+) -> Callable[[int, Any], dict[str, Any]]:
     """An ``on_epoch_end(epoch, model)`` hook for :func:`dml.train.train` recording :func:`epoch_diagnostics` of
     every dataset, with keys prefixed ``"{name}_"`` (e.g. ``{"train": ..., "test": ...}`` gives ``train_rho@1``).
 
@@ -145,8 +174,13 @@ def _json_safe(value: Any) -> Any:
     return value if math.isfinite(value) else None
 
 
-def plot_epoch_curves(history: Sequence[Mapping[str, Any]], *, keys: Sequence[str] = ("hard_ratio",),
-                      prefixes: Sequence[str] = ("",), ax: Any = None) -> Any:
+def plot_epoch_curves(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str] = ("hard_ratio",),
+    prefixes: Sequence[str] = ("",),
+    ax: Any = None,
+) -> Any:
     """Line plot over epochs of ``{prefix}{key}`` for every prefix and key (``None`` values are gaps).
 
     ``history`` is the ``"epochs"`` list of a run's ``metrics.json``. Returns the matplotlib axes.
@@ -167,15 +201,24 @@ def plot_epoch_curves(history: Sequence[Mapping[str, Any]], *, keys: Sequence[st
             ax.plot(epochs, values, marker="o", markersize=3, label=name)
             drawn += 1
     if not drawn:
-        raise ValueError(f"None of {[p + k for p in prefixes for k in keys]} is in the history; check the prefix "
-                         "given to epoch_diagnostics.")
+        raise ValueError(
+            f"None of {[p + k for p in prefixes for k in keys]} is in the history; check the prefix "
+            "given to epoch_diagnostics."
+        )
     ax.set(xlabel="epoch")
     ax.legend(fontsize=8, frameon=False)
     return ax
 
 
-def plot_epoch_diagnostics(history: Sequence[Mapping[str, Any]], *, prefix: str = "", axes: Any = None,
-                           style: str = "ridge", every: int = 1, pairs: str = "anchor") -> Any:
+def plot_epoch_diagnostics(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    prefix: str = "",
+    axes: Any = None,
+    style: str = "ridge",
+    every: int = 1,
+    pairs: str = "anchor",
+) -> Any:
     """Two panels for one set over training: the S_ap/S_an histograms of every ``every``-th epoch (ridge or
     overlay, :func:`plot_similarity_histograms`) and the curves of the hard-triplet ratio and the margin.
 
@@ -189,8 +232,9 @@ def plot_epoch_diagnostics(history: Sequence[Mapping[str, Any]], *, prefix: str 
     epochs = sorted(hists)
     chosen = epochs[::every] if epochs[-1] in epochs[::every] else epochs[::every] + [epochs[-1]]
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10.0, max(3.2, 1.0 + 0.4 * len(chosen))),
-                               gridspec_kw={"width_ratios": [1.4, 1.0]})
+        _, axes = plt.subplots(
+            1, 2, figsize=(10.0, max(3.2, 1.0 + 0.4 * len(chosen))), gridspec_kw={"width_ratios": [1.4, 1.0]}
+        )
     plot_similarity_histograms({f"epoch {epoch}": hists[epoch] for epoch in chosen}, ax=axes[0], style=style)
     plot_epoch_curves(history, keys=("hard_ratio", "margin"), prefixes=(prefix,), ax=axes[1])
     return axes

@@ -34,6 +34,7 @@ Note the released code computes these on each *training batch* in train mode; ap
 (:func:`dml.diagnostics.epoch_diagnostics`), both maxima run over far more images (``S_ap`` and ``S_an`` can only
 grow), so the numbers are not comparable with per-batch logs, only across epochs of the same set.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -50,8 +51,15 @@ from dml.diagnostics.triplet_space import TripletSpace, triplet_space
 from dml.utils import check_embeddings_and_labels
 from dml.utils.checks import check_choice
 
-__all__ = ["PAIR_MODES", "SimilarityHistograms", "anchor_histograms", "histogram_edges", "histograms_from_history",
-           "plot_similarity_histograms", "similarity_histograms"]
+__all__ = [
+    "PAIR_MODES",
+    "SimilarityHistograms",
+    "anchor_histograms",
+    "histogram_edges",
+    "histograms_from_history",
+    "plot_similarity_histograms",
+    "similarity_histograms",
+]
 
 PAIR_MODES = ("anchor", "all")
 
@@ -96,8 +104,15 @@ class SimilarityHistograms:
         return counts / (total * np.diff(self.edges)) if total else np.zeros(len(counts))
 
 
-def similarity_histograms(embeddings: Any, labels: Any, *, pairs: str = "anchor", bins: int = 40,
-                          duplicate_threshold: float | None = 0.9999, chunk_size: int = 2048) -> SimilarityHistograms:
+def similarity_histograms(
+    embeddings: Any,
+    labels: Any,
+    *,
+    pairs: str = "anchor",
+    bins: int = 40,
+    duplicate_threshold: float | None = 0.9999,
+    chunk_size: int = 2048,
+) -> SimilarityHistograms:
     """Histograms of ``S_ap`` and ``S_an`` of a labelled set (see the module docstring for both variants).
 
     Args:
@@ -114,10 +129,9 @@ def similarity_histograms(embeddings: Any, labels: Any, *, pairs: str = "anchor"
     chunk_size = check_positive_int(chunk_size, "chunk_size")
     if pairs == "anchor":
         label_array = as_label_array(labels)
-        if not np.issubdtype(label_array.dtype, np.integer):     # triplet_space needs numbers; any label type works
+        if not np.issubdtype(label_array.dtype, np.integer):  # triplet_space needs numbers; any label type works
             label_array = np.unique(label_array, return_inverse=True)[1].reshape(label_array.shape)
-        space = triplet_space(embeddings, label_array, duplicate_threshold=duplicate_threshold,
-                              chunk_size=chunk_size)
+        space = triplet_space(embeddings, label_array, duplicate_threshold=duplicate_threshold, chunk_size=chunk_size)
         return anchor_histograms(space, bins=bins)
 
     emb = embeddings.detach() if isinstance(embeddings, Tensor) else torch.as_tensor(np.asarray(embeddings))
@@ -133,20 +147,25 @@ def similarity_histograms(embeddings: Any, labels: Any, *, pairs: str = "anchor"
     sums = [0.0, 0.0]
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        sim = unit[start:stop] @ unit[start + 1:].t()       # column j is item start + 1 + j
+        sim = unit[start:stop] @ unit[start + 1 :].t()  # column j is item start + 1 + j
         rows = torch.arange(start, stop, device=unit.device)[:, None]
         cols = torch.arange(start + 1, n, device=unit.device)[None, :]
         upper = cols > rows
-        same = (lab[start:stop, None] == lab[None, start + 1:]) & upper
+        same = (lab[start:stop, None] == lab[None, start + 1 :]) & upper
         different = ~same & upper
         for slot, (mask, counts) in enumerate(((same, positive), (different, negative))):
             values = sim[mask]
             counts += _counts(values, edges)
             sums[slot] += float(values.double().sum())
     n_pos, n_neg = int(positive.sum()), int(negative.sum())
-    return SimilarityHistograms(edges=edges, positive_counts=positive, negative_counts=negative,
-                                mean_positive=sums[0] / n_pos if n_pos else float("nan"),
-                                mean_negative=sums[1] / n_neg if n_neg else float("nan"), pairs=pairs)
+    return SimilarityHistograms(
+        edges=edges,
+        positive_counts=positive,
+        negative_counts=negative,
+        mean_positive=sums[0] / n_pos if n_pos else float("nan"),
+        mean_negative=sums[1] / n_neg if n_neg else float("nan"),
+        pairs=pairs,
+    )
 
 
 def anchor_histograms(space: TripletSpace, *, bins: int = 40) -> SimilarityHistograms:
@@ -154,10 +173,13 @@ def anchor_histograms(space: TripletSpace, *, bins: int = 40) -> SimilarityHisto
     edges = histogram_edges(bins)
     s_ap, s_an = space.s_ap[~np.isnan(space.s_ap)], space.s_an[~np.isnan(space.s_an)]
     return SimilarityHistograms(
-        edges=edges, positive_counts=_counts(torch.from_numpy(s_ap), edges),
+        edges=edges,
+        positive_counts=_counts(torch.from_numpy(s_ap), edges),
         negative_counts=_counts(torch.from_numpy(s_an), edges),
         mean_positive=float(np.mean(s_ap, dtype=np.float64)) if len(s_ap) else float("nan"),
-        mean_negative=float(np.mean(s_an, dtype=np.float64)) if len(s_an) else float("nan"), pairs="anchor")
+        mean_negative=float(np.mean(s_an, dtype=np.float64)) if len(s_an) else float("nan"),
+        pairs="anchor",
+    )
 
 
 def _counts(values: Tensor, edges: np.ndarray) -> np.ndarray:
@@ -166,8 +188,9 @@ def _counts(values: Tensor, edges: np.ndarray) -> np.ndarray:
     return torch.bincount(index, minlength=len(edges) - 1).cpu().numpy().astype(np.int64)
 
 
-def histograms_from_history(history: Sequence[Mapping[str, Any]], *, prefix: str = "",
-                            pairs: str = "anchor") -> dict[int, SimilarityHistograms]:
+def histograms_from_history(
+    history: Sequence[Mapping[str, Any]], *, prefix: str = "", pairs: str = "anchor"
+) -> dict[int, SimilarityHistograms]:
     """Rebuild per-epoch :class:`SimilarityHistograms` from ``metrics.json`` records of :func:`epoch_diagnostics`.
 
     ``history`` is the list under ``"epochs"``; records without ``{prefix}s_ap_hist`` are skipped. The means come
@@ -183,17 +206,29 @@ def histograms_from_history(history: Sequence[Mapping[str, Any]], *, prefix: str
         means = [record.get(f"{prefix}mean_s_ap"), record.get(f"{prefix}mean_s_an")]
         means = [float("nan") if value is None else float(value) for value in means]
         out[int(record["epoch"])] = SimilarityHistograms(
-            edges=histogram_edges(len(positive)), positive_counts=positive, negative_counts=negative,
-            mean_positive=means[0], mean_negative=means[1], pairs=pairs)
+            edges=histogram_edges(len(positive)),
+            positive_counts=positive,
+            negative_counts=negative,
+            mean_positive=means[0],
+            mean_negative=means[1],
+            pairs=pairs,
+        )
     if not out:
-        raise ValueError(f"No record in the history has the key {prefix + 's_ap_hist'!r}; was epoch_diagnostics "
-                         f"called with prefix={prefix!r} and histograms=True?")
+        raise ValueError(
+            f"No record in the history has the key {prefix + 's_ap_hist'!r}; was epoch_diagnostics "
+            f"called with prefix={prefix!r} and histograms=True?"
+        )
     return out
 
 
-def plot_similarity_histograms(histograms: SimilarityHistograms | Sequence[SimilarityHistograms]
-                               | Mapping[Any, SimilarityHistograms], *, ax: Any = None, style: str = "ridge",
-                               overlap: float = 0.8, cmap: str = "viridis") -> Any:
+def plot_similarity_histograms(
+    histograms: SimilarityHistograms | Sequence[SimilarityHistograms] | Mapping[Any, SimilarityHistograms],
+    *,
+    ax: Any = None,
+    style: str = "ridge",
+    overlap: float = 0.8,
+    cmap: str = "viridis",
+) -> Any:
     """Draw ``S_ap`` and ``S_an`` histograms (as densities) of one or several sets, e.g. one per epoch.
 
     Args:
@@ -211,7 +246,7 @@ def plot_similarity_histograms(histograms: SimilarityHistograms | Sequence[Simil
     if isinstance(histograms, SimilarityHistograms):
         histograms = {"": histograms}
     elif not isinstance(histograms, Mapping):
-        histograms = {index: item for index, item in enumerate(histograms)}
+        histograms = dict(enumerate(histograms))
     if not histograms:
         raise ValueError("histograms is empty; pass at least one SimilarityHistograms.")
     if ax is None:
@@ -229,7 +264,7 @@ def plot_similarity_histograms(histograms: SimilarityHistograms | Sequence[Simil
         return ax
     peak = max(max(h.density("positive").max(), h.density("negative").max()) for _, h in items) or 1.0
     scale = (1.0 + overlap) / peak
-    for row, (name, hist) in enumerate(items):
+    for row, (_name, hist) in enumerate(items):
         base = len(items) - 1 - row
         for which, colour in (("positive", "tab:blue"), ("negative", "tab:red")):
             curve = base + scale * hist.density(which)

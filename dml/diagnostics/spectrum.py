@@ -28,6 +28,7 @@ Properties: ρ >= 0, with equality iff the kept spectrum is flat; ρ is invarian
 its rows or columns; a (numerically) rank-deficient ``Φ`` has (near-)zero singular values and a large (possibly
 infinite) ρ@k with the default direction, while ``reverse=True`` stays finite (``0 log 0 = 0``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,18 +78,24 @@ def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False) -> Spe
     k = check_positive_int(k, "k")
     rank_bound = min(x.shape)
     if k > rank_bound:
-        raise ValueError(f"k={k} is out of range: an embedding matrix of shape {x.shape} has only "
-                         f"min(N, D) = {rank_bound} singular values, and rho@k drops the k - 1 largest. "
-                         f"Use 1 <= k <= {rank_bound}.")
+        raise ValueError(
+            f"k={k} is out of range: an embedding matrix of shape {x.shape} has only "
+            f"min(N, D) = {rank_bound} singular values, and rho@k drops the k - 1 largest. "
+            f"Use 1 <= k <= {rank_bound}."
+        )
     sigma = np.linalg.svd(x, compute_uv=False)
     if sigma[0] == 0:
-        raise ValueError("embeddings are all zero: every singular value is 0, so the spectrum cannot be "
-                         "normalised. Check the model for dead outputs.")
-    kept = sigma[k - 1:]
+        raise ValueError(
+            "embeddings are all zero: every singular value is 0, so the spectrum cannot be "
+            "normalised. Check the model for dead outputs."
+        )
+    kept = sigma[k - 1 :]
     total = kept.sum()
     if total == 0:
-        raise ValueError(f"The singular values from the {k}-th on are all 0 (the embedding matrix has rank "
-                         f"{int(np.sum(sigma > 0))} < k = {k}); use a smaller k.")
+        raise ValueError(
+            f"The singular values from the {k}-th on are all 0 (the embedding matrix has rank "
+            f"{int(np.sum(sigma > 0))} < k = {k}); use a smaller k."
+        )
     s_hat = kept / total
     n = len(s_hat)
     if reverse:
@@ -100,8 +107,9 @@ def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False) -> Spe
     return SpectralDecay(singular_values=sigma, s_hat=s_hat, k=k, reverse=bool(reverse), rho=rho if rho > 0 else 0.0)
 
 
-def plot_spectrum(decays: SpectralDecay | dict[str, SpectralDecay], *, ax: Any = None, log: bool = True,
-                  show_uniform: bool = True) -> Any:
+def plot_spectrum(
+    decays: SpectralDecay | dict[str, SpectralDecay], *, ax: Any = None, log: bool = True, show_uniform: bool = True
+) -> Any:
     """Draw the normalised kept spectrum ``ŝ`` against the singular-value index (one line per entry of a dict).
 
     The index starts at ``k`` (the values ρ@k compares with the uniform spectrum); a dashed line marks the flat
@@ -120,8 +128,9 @@ def plot_spectrum(decays: SpectralDecay | dict[str, SpectralDecay], *, ax: Any =
         label = f"{name + ': ' if name else ''}ρ@{-decay.k if decay.reverse else decay.k} = {decay.rho:.3g}"
         (line,) = ax.plot(index, decay.s_hat, marker="o", markersize=2.5, lw=1.2, label=label)
         if show_uniform:
-            ax.hlines(1.0 / len(decay.s_hat), index[0], index[-1], colors=line.get_color(), linestyles="--",
-                      lw=0.8, alpha=0.7)
+            ax.hlines(
+                1.0 / len(decay.s_hat), index[0], index[-1], colors=line.get_color(), linestyles="--", lw=0.8, alpha=0.7
+            )
     if log:
         ax.set_yscale("log")
     ax.set(xlabel="singular value index", ylabel=r"normalised singular value $\hat{s}_i$")

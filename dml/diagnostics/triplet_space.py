@@ -9,6 +9,7 @@ above it are *hard*; a collapsing embedding drifts to the corner (1, 1).
 
 :func:`triplet_space` returns the data and :func:`plot_triplet_space` draws it; both are gradient-free.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ class TripletSpace:
         return float(np.mean(self.s_ap[self.valid] - self.s_an[self.valid])) if self.valid.any() else float("nan")
 
 
-def triplet_space(embeddings: Any, labels: Any, *, duplicate_threshold: float | None = 0.9999,
-                  chunk_size: int = 2048) -> TripletSpace:
+def triplet_space(
+    embeddings: Any, labels: Any, *, duplicate_threshold: float | None = 0.9999, chunk_size: int = 2048
+) -> TripletSpace:
     """Easiest-positive and hardest-negative similarity of every anchor (all images of the set are anchors).
 
     Args:
@@ -107,8 +109,15 @@ def hard_triplet_ratio(embeddings: Any, labels: Any, **kwargs: Any) -> float:
     return triplet_space(embeddings, labels, **kwargs).hard_ratio
 
 
-def plot_triplet_space(spaces: TripletSpace | dict[str, TripletSpace], *, ax: Any = None, max_points: int = 3000,
-                       seed: int = 0, alpha: float = 0.4, size: float = 8.0) -> Any:
+def plot_triplet_space(
+    spaces: TripletSpace | dict[str, TripletSpace],
+    *,
+    ax: Any = None,
+    max_points: int = 3000,
+    seed: int = 0,
+    alpha: float = 0.4,
+    size: float = 8.0,
+) -> Any:
     """Scatter ``(S_ap, S_an)`` of one or several :class:`TripletSpace` (a dict gives a legend) with the diagonal.
 
     The hard region (``S_an > S_ap``) is shaded. At most ``max_points`` random valid anchors per set are drawn.
@@ -129,10 +138,16 @@ def plot_triplet_space(spaces: TripletSpace | dict[str, TripletSpace], *, ax: An
             index = rng.choice(index, size=max_points, replace=False)
         label = f"{name} (hard {space.hard_ratio:.0%})" if name else None
         ax.scatter(space.s_ap[index], space.s_an[index], s=size, alpha=alpha, label=label, edgecolors="none")
-    low = min([-0.05] + [float(np.nanmin(np.r_[s.s_ap[s.valid], s.s_an[s.valid]])) for s in spaces.values()
-                         if s.valid.any()])
-    ax.set(xlim=(low - 0.05, 1.02), ylim=(low - 0.05, 1.02), xlabel="$S_{ap}$ (easiest positive)",
-           ylabel="$S_{an}$ (hardest negative)", aspect="equal")
+    low = min(
+        [-0.05] + [float(np.nanmin(np.r_[s.s_ap[s.valid], s.s_an[s.valid]])) for s in spaces.values() if s.valid.any()]
+    )
+    ax.set(
+        xlim=(low - 0.05, 1.02),
+        ylim=(low - 0.05, 1.02),
+        xlabel="$S_{ap}$ (easiest positive)",
+        ylabel="$S_{an}$ (hardest negative)",
+        aspect="equal",
+    )
     ax.text(0.04, 0.96, "hard: $S_{an} > S_{ap}$", transform=ax.transAxes, va="top", fontsize=8, color="tab:red")
     ax.text(0.96, 0.04, "easy", transform=ax.transAxes, ha="right", fontsize=8)
     if any(spaces):

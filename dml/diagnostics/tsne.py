@@ -22,6 +22,7 @@ What is computed (scikit-learn's :class:`sklearn.manifold.TSNE`):
 t-SNE preserves neighbourhoods, not distances or cluster sizes: read it for which points are near which, never for
 how far apart two clusters are.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,9 +61,19 @@ class JointTSNE:
     method: str
 
 
-def joint_tsne(train_embeddings: Any, train_labels: Any, test_embeddings: Any, test_labels: Any, *,
-               perplexity: float = 30.0, max_points: int | None = 2000, seed: int = 0, normalize: bool = True,
-               max_iter: int = 1000, method: str = "auto") -> JointTSNE:
+def joint_tsne(
+    train_embeddings: Any,
+    train_labels: Any,
+    test_embeddings: Any,
+    test_labels: Any,
+    *,
+    perplexity: float = 30.0,
+    max_points: int | None = 2000,
+    seed: int = 0,
+    normalize: bool = True,
+    max_iter: int = 1000,
+    method: str = "auto",
+) -> JointTSNE:
     """Map training and test embeddings into one 2-D t-SNE picture (see the module docstring).
 
     Args:
@@ -81,11 +92,15 @@ def joint_tsne(train_embeddings: Any, train_labels: Any, test_embeddings: Any, t
     train = as_float64_matrix(train_embeddings, train_labels, name="train_embeddings", min_rows=1)
     test = as_float64_matrix(test_embeddings, test_labels, name="test_embeddings", min_rows=1)
     if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train_embeddings have {train.shape[1]} dimensions but test_embeddings have "
-                         f"{test.shape[1]}; embed both splits with the same model.")
+        raise ValueError(
+            f"train_embeddings have {train.shape[1]} dimensions but test_embeddings have "
+            f"{test.shape[1]}; embed both splits with the same model."
+        )
     if train.shape[1] < 2:
-        raise ValueError(f"The embeddings have {train.shape[1]} dimension; a 2-D t-SNE map with PCA "
-                         "initialisation needs D >= 2 (a 1-D embedding can be plotted directly).")
+        raise ValueError(
+            f"The embeddings have {train.shape[1]} dimension; a 2-D t-SNE map with PCA "
+            "initialisation needs D >= 2 (a 1-D embedding can be plotted directly)."
+        )
     if not isinstance(perplexity, (int, float, np.floating, np.integer)) or not perplexity > 0:
         raise ValueError(f"perplexity must be a positive number; got {perplexity!r}.")
     if max_points is not None:
@@ -96,13 +111,15 @@ def joint_tsne(train_embeddings: Any, train_labels: Any, test_embeddings: Any, t
     test_y = as_label_array(test_labels).reshape(-1)
     total = len(train) + len(test)
     if total < 4:
-        raise ValueError(f"Only {total} points in both splits together; t-SNE needs at least 4 (perplexity is "
-                         "clipped to (M - 1) / 3 and must be at least 1).")
+        raise ValueError(
+            f"Only {total} points in both splits together; t-SNE needs at least 4 (perplexity is "
+            "clipped to (M - 1) / 3 and must be at least 1)."
+        )
 
     rng = np.random.default_rng(seed)
     keep_train, keep_test = np.arange(len(train)), np.arange(len(test))
     if max_points is not None and total > max_points:
-        n_train = min(max(int(round(max_points * len(train) / total)), 1), len(train), max_points - 1)
+        n_train = min(max(round(max_points * len(train) / total), 1), len(train), max_points - 1)
         n_test = min(len(test), max_points - n_train)
         n_train = min(len(train), max_points - n_test)
         keep_train = np.sort(rng.choice(len(train), size=n_train, replace=False))
@@ -113,17 +130,30 @@ def joint_tsne(train_embeddings: Any, train_labels: Any, test_embeddings: Any, t
     used = float(min(perplexity, (len(points) - 1) / 3))
     if method == "auto":
         method = "exact" if len(points) <= EXACT_MAX_POINTS else "barnes_hut"
-    tsne = TSNE(n_components=2, perplexity=used, init="pca", learning_rate="auto", random_state=seed,
-                max_iter=max_iter, method=method)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=used,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+        max_iter=max_iter,
+        method=method,
+    )
     coords = tsne.fit_transform(points)
-    return JointTSNE(coords=coords, split=np.array(["train"] * len(keep_train) + ["test"] * len(keep_test)),
-                     labels=np.concatenate([train_y[keep_train], test_y[keep_test]]),
-                     index=np.concatenate([keep_train, keep_test]), perplexity=used,
-                     kl_divergence=float(tsne.kl_divergence_), method=method)
+    return JointTSNE(
+        coords=coords,
+        split=np.array(["train"] * len(keep_train) + ["test"] * len(keep_test)),
+        labels=np.concatenate([train_y[keep_train], test_y[keep_test]]),
+        index=np.concatenate([keep_train, keep_test]),
+        perplexity=used,
+        kl_divergence=float(tsne.kl_divergence_),
+        method=method,
+    )
 
 
-def plot_joint_tsne(result: JointTSNE, *, ax: Any = None, color_by: str = "split", size: float = 8.0,
-                    alpha: float = 0.7) -> Any:
+def plot_joint_tsne(
+    result: JointTSNE, *, ax: Any = None, color_by: str = "split", size: float = 8.0, alpha: float = 0.7
+) -> Any:
     """Scatter a :class:`JointTSNE` map: training points as circles, test points as triangles.
 
     ``color_by="split"`` colours the two splits (blue train, orange test); ``color_by="class"`` gives every class its
@@ -145,9 +175,16 @@ def plot_joint_tsne(result: JointTSNE, *, ax: Any = None, color_by: str = "split
         else:
             classes, codes = np.unique(result.labels[mask], return_inverse=True)
             colours = plt.get_cmap(cmap)(np.linspace(0.0, 0.85, max(len(classes), 1)))[codes.reshape(-1)]
-        ax.scatter(result.coords[mask, 0], result.coords[mask, 1], s=size, alpha=alpha, marker=marker, c=colours,
-                   edgecolors="none", label=f"{split} ({int(mask.sum())} points, "
-                                            f"{len(np.unique(result.labels[mask]))} classes)")
+        ax.scatter(
+            result.coords[mask, 0],
+            result.coords[mask, 1],
+            s=size,
+            alpha=alpha,
+            marker=marker,
+            c=colours,
+            edgecolors="none",
+            label=f"{split} ({int(mask.sum())} points, {len(np.unique(result.labels[mask]))} classes)",
+        )
     ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
     ax.legend(fontsize=8, frameon=False, loc="best", markerscale=1.5)
     return ax

@@ -9,20 +9,21 @@
 
 Ranking convention: (−score, gallery index), the query excluded by index; see :mod:`dml.eval.ranking`.
 """
+
 from dml.eval.clustering import kmeans_assign, nmi
 from dml.eval.embed import embed
 from dml.eval.hotels import evaluate_result_csv, hotel_metrics_from_ids, hotel_retrieval_metrics, hotel_topk_accuracy
-from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
 from dml.eval.neighbours import knn
 from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, PROTOCOLS, Evaluation, evaluate, resolve_protocol
+from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
 from dml.eval.retrieval import METRIC_NAMES, query_gallery_metrics, retrieval_metrics
 
 __all__ = [
     "AUTO_PROTOCOL",
-    "Evaluation",
     "METRIC_NAMES",
     "PROTOCOLS",
     "PROTOCOL_ARRAY",
+    "Evaluation",
     "RankStatistics",
     "embed",
     "evaluate",

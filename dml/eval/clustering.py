@@ -1,4 +1,5 @@
 """Clustering quality: NMI between the labels and a seeded k-means on the embeddings."""
+
 from __future__ import annotations
 
 import warnings
@@ -12,8 +13,9 @@ import torch
 KMEANS_PP_MAX_WORK = 2 * 10**10
 
 
-def kmeans_assign(embeddings: Any, num_clusters: int, *, seed: int = 0, niter: int = 20,
-                  init: str = "auto") -> np.ndarray:
+def kmeans_assign(
+    embeddings: Any, num_clusters: int, *, seed: int = 0, niter: int = 20, init: str = "auto"
+) -> np.ndarray:
     """Cluster ids from k-means with ``num_clusters`` centroids, deterministic for a given ``seed``.
 
     Lloyd iterations run in faiss (exact assignment, ``niter`` iterations, no subsampling). Initial centroids:
@@ -42,14 +44,30 @@ def kmeans_assign(embeddings: Any, num_clusters: int, *, seed: int = 0, niter: i
     except ImportError:  # pragma: no cover - faiss is a core dependency
         from sklearn.cluster import KMeans
 
-        warnings.warn("faiss is not installed; using scikit-learn KMeans for NMI (slower, slightly different "
-                      "clusters). Install faiss-cpu for the reference behaviour.", RuntimeWarning, stacklevel=2)
-        km = KMeans(num_clusters, n_init=1, max_iter=niter, random_state=seed,
-                    init=centroids if centroids is not None else "random")
+        warnings.warn(
+            "faiss is not installed; using scikit-learn KMeans for NMI (slower, slightly different "
+            "clusters). Install faiss-cpu for the reference behaviour.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        km = KMeans(
+            num_clusters,
+            n_init=1,
+            max_iter=niter,
+            random_state=seed,
+            init=centroids if centroids is not None else "random",
+        )
         return km.fit_predict(x).astype(np.int64)
     # min_points_per_centroid=1: no warning for few points per class; max_points_per_centroid=n: no subsampling.
-    kmeans = faiss.Kmeans(d, num_clusters, niter=niter, seed=int(seed), verbose=False,
-                          min_points_per_centroid=1, max_points_per_centroid=max(n, 1))
+    kmeans = faiss.Kmeans(
+        d,
+        num_clusters,
+        niter=niter,
+        seed=int(seed),
+        verbose=False,
+        min_points_per_centroid=1,
+        max_points_per_centroid=max(n, 1),
+    )
     kmeans.train(x, init_centroids=centroids)
     _, assignment = kmeans.index.search(x, 1)
     return assignment.reshape(-1).astype(np.int64)
@@ -75,8 +93,9 @@ def _kmeans_pp(x: np.ndarray, k: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(x[chosen])
 
 
-def nmi(embeddings: Any, labels: Any, *, metric: str = "cosine", seed: int = 0, niter: int = 20,
-        init: str = "auto") -> float:
+def nmi(
+    embeddings: Any, labels: Any, *, metric: str = "cosine", seed: int = 0, niter: int = 20, init: str = "auto"
+) -> float:
     """Normalised mutual information between ``labels`` and k-means with as many clusters as classes.
 
     With ``metric="cosine"`` the embeddings are L2-normalised before clustering, matching the retrieval metrics.

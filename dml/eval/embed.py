@@ -1,4 +1,5 @@
 """Run a model over a dataset and collect its embeddings and labels."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,9 +51,11 @@ def embed(
                 if isinstance(out, (tuple, list)):
                     out = out[0]
                 if out.dim() != 2:
-                    raise ValueError(f"The model returned an output of shape {tuple(out.shape)} for a batch of "
-                                     f"{len(inputs)} inputs; embed() needs a (batch, dim) embedding. Flatten it or "
-                                     "return the embedding head's output.")
+                    raise ValueError(
+                        f"The model returned an output of shape {tuple(out.shape)} for a batch of "
+                        f"{len(inputs)} inputs; embed() needs a (batch, dim) embedding. Flatten it or "
+                        "return the embedding head's output."
+                    )
                 chunks.append(out.detach().to("cpu", torch.float32))
                 labels.append(_labels_to_numpy(batch_labels))
     finally:
@@ -69,16 +72,19 @@ def _split_batch(batch: Any) -> tuple[torch.Tensor, Any]:
                 inputs = batch[key]
                 break
         else:
-            raise ValueError(f"Cannot find the inputs in a batch with keys {sorted(batch)}; expected 'image' or "
-                             "'input'.")
+            raise ValueError(
+                f"Cannot find the inputs in a batch with keys {sorted(batch)}; expected 'image' or 'input'."
+            )
         for key in ("label", "labels", "y", "target"):
             if key in batch:
                 return inputs, batch[key]
         raise ValueError(f"Cannot find the labels in a batch with keys {sorted(batch)}; expected 'label'.")
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return batch[0], batch[1]
-    raise ValueError("Each batch must be (inputs, labels, ...) or a dict with 'image' and 'label'; got "
-                     f"{type(batch).__name__}. Wrap an unlabelled dataset so that it also returns a label.")
+    raise ValueError(
+        "Each batch must be (inputs, labels, ...) or a dict with 'image' and 'label'; got "
+        f"{type(batch).__name__}. Wrap an unlabelled dataset so that it also returns a label."
+    )
 
 
 def _labels_to_numpy(labels: Any) -> np.ndarray:

@@ -20,6 +20,7 @@ The SCT paper's Hotels-50K numbers (Xuan et al., "Hard negative examples are har
 arXiv:2007.12749) report instance R@1/10/100 and chain R@1/3/5 with the same definitions. Values here are fractions
 in [0, 1], not percentages.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,9 +40,16 @@ CHAIN_KS = (1, 3, 5)
 CHAIN_RESULTS = ("all", "known")
 
 
-def hotel_topk_accuracy(query_hotels: Any, query_chains: Any, result_hotels: Any, result_chains: Any, *,
-                        instance_ks: Iterable[int] = INSTANCE_KS, chain_ks: Iterable[int] = CHAIN_KS,
-                        chain_results: str = "all") -> dict[str, float | int]:
+def hotel_topk_accuracy(
+    query_hotels: Any,
+    query_chains: Any,
+    result_hotels: Any,
+    result_chains: Any,
+    *,
+    instance_ks: Iterable[int] = INSTANCE_KS,
+    chain_ks: Iterable[int] = CHAIN_KS,
+    chain_results: str = "all",
+) -> dict[str, float | int]:
     """Instance and chain top-K accuracy from ranked result lists.
 
     Args:
@@ -58,8 +66,10 @@ def hotel_topk_accuracy(query_hotels: Any, query_chains: Any, result_hotels: Any
     qh, qc = _vector(query_hotels, "query_hotels"), _vector(query_chains, "query_chains")
     rh, rc = _matrix(result_hotels, "result_hotels"), _matrix(result_chains, "result_chains")
     if not (len(qh) == len(qc) == len(rh) == len(rc)) or rh.shape != rc.shape:
-        raise ValueError(f"Shapes disagree: query_hotels {qh.shape}, query_chains {qc.shape}, result_hotels "
-                         f"{rh.shape}, result_chains {rc.shape}; pass one row of results per query.")
+        raise ValueError(
+            f"Shapes disagree: query_hotels {qh.shape}, query_chains {qc.shape}, result_hotels "
+            f"{rh.shape}, result_chains {rc.shape}; pass one row of results per query."
+        )
     if chain_results not in CHAIN_RESULTS:
         raise ValueError(f"chain_results must be 'all' (released code) or 'known' (paper); got {chain_results!r}.")
     instance_ks, chain_ks = _ks(instance_ks, rh.shape[1]), _ks(chain_ks, rh.shape[1])
@@ -74,15 +84,26 @@ def hotel_topk_accuracy(query_hotels: Any, query_chains: Any, result_hotels: Any
         warnings.warn("No query belongs to a known chain; chain accuracy is NaN.", RuntimeWarning, stacklevel=2)
     for k in chain_ks:
         result[f"chain@{k}"] = float(np.mean(first <= k)) if known.any() else math.nan
-    result["num_queries"] = int(len(qh))
+    result["num_queries"] = len(qh)
     result["num_queries_with_chain"] = int(known.sum())
     return result
 
 
-def hotel_retrieval_metrics(query_embeddings: Any, gallery_embeddings: Any, query_hotels: Any, gallery_hotels: Any,
-                            query_chains: Any, gallery_chains: Any, *, metric: str = "cosine", top: int = 100,
-                            instance_ks: Iterable[int] = INSTANCE_KS, chain_ks: Iterable[int] = CHAIN_KS,
-                            chain_results: str = "all", chunk_size: int | None = None) -> dict[str, float | int]:
+def hotel_retrieval_metrics(
+    query_embeddings: Any,
+    gallery_embeddings: Any,
+    query_hotels: Any,
+    gallery_hotels: Any,
+    query_chains: Any,
+    gallery_chains: Any,
+    *,
+    metric: str = "cosine",
+    top: int = 100,
+    instance_ks: Iterable[int] = INSTANCE_KS,
+    chain_ks: Iterable[int] = CHAIN_KS,
+    chain_results: str = "all",
+    chunk_size: int | None = None,
+) -> dict[str, float | int]:
     """Hotels-50K accuracy from embeddings: rank the gallery (training images) for every query (test image).
 
     The ``top`` nearest gallery images of each query (exact, :func:`dml.eval.knn`, ties to the lower gallery
@@ -101,13 +122,23 @@ def hotel_retrieval_metrics(query_embeddings: Any, gallery_embeddings: Any, quer
 
     gh, gc = _vector(gallery_hotels, "gallery_hotels"), _vector(gallery_chains, "gallery_chains")
     if len(gh) != len(gc) or len(gh) != len(gallery_embeddings):
-        raise ValueError(f"{len(gallery_embeddings)} gallery embeddings, {len(gh)} gallery hotels and {len(gc)} "
-                         "gallery chains; they must match one to one.")
-    _, indices = knn(query_embeddings, gallery_embeddings, k=min(int(top), len(gh)), metric=metric,
-                     chunk_size=chunk_size)
+        raise ValueError(
+            f"{len(gallery_embeddings)} gallery embeddings, {len(gh)} gallery hotels and {len(gc)} "
+            "gallery chains; they must match one to one."
+        )
+    _, indices = knn(
+        query_embeddings, gallery_embeddings, k=min(int(top), len(gh)), metric=metric, chunk_size=chunk_size
+    )
     indices = indices.cpu().numpy()
-    return hotel_topk_accuracy(query_hotels, query_chains, gh[indices], gc[indices], instance_ks=instance_ks,
-                               chain_ks=chain_ks, chain_results=chain_results)
+    return hotel_topk_accuracy(
+        query_hotels,
+        query_chains,
+        gh[indices],
+        gc[indices],
+        instance_ks=instance_ks,
+        chain_ks=chain_ks,
+        chain_results=chain_results,
+    )
 
 
 def read_result_csv(path: str | os.PathLike, *, results: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +156,10 @@ def read_result_csv(path: str | os.PathLike, *, results: int = 100) -> tuple[np.
             if not row:
                 continue
             if len(row) != results + 1:
-                raise ValueError(f"{path}, line {number}: expected a query image id and {results} result ids "
-                                 f"({results + 1} fields), got {len(row)}.")
+                raise ValueError(
+                    f"{path}, line {number}: expected a query image id and {results} result ids "
+                    f"({results + 1} fields), got {len(row)}."
+                )
             try:
                 ids = [int(field) for field in row]
             except ValueError:
@@ -136,10 +169,17 @@ def read_result_csv(path: str | os.PathLike, *, results: int = 100) -> tuple[np.
     return np.array(queries, dtype=np.int64), np.array(rows, dtype=np.int64).reshape(-1, results)
 
 
-def hotel_metrics_from_ids(query_ids: Any, result_ids: Any, *, test_hotel_of: Mapping[int, int],
-                           train_hotel_of: Mapping[int, int], chain_of: Mapping[int, int],
-                           instance_ks: Iterable[int] = INSTANCE_KS, chain_ks: Iterable[int] = CHAIN_KS,
-                           chain_results: str = "all") -> dict[str, float | int]:
+def hotel_metrics_from_ids(
+    query_ids: Any,
+    result_ids: Any,
+    *,
+    test_hotel_of: Mapping[int, int],
+    train_hotel_of: Mapping[int, int],
+    chain_of: Mapping[int, int],
+    instance_ks: Iterable[int] = INSTANCE_KS,
+    chain_ks: Iterable[int] = CHAIN_KS,
+    chain_results: str = "all",
+) -> dict[str, float | int]:
     """:func:`hotel_topk_accuracy` from image ids, as the released script computes it from its CSV.
 
     Args:
@@ -156,8 +196,7 @@ def hotel_metrics_from_ids(query_ids: Any, result_ids: Any, *, test_hotel_of: Ma
     rh = _lookup(train_hotel_of, result_ids.ravel(), "result image id", "train_set.csv").reshape(result_ids.shape)
     qc = _lookup(chain_of, qh, "hotel id", "hotel_info.csv")
     rc = _lookup(chain_of, rh.ravel(), "hotel id", "hotel_info.csv").reshape(rh.shape)
-    return hotel_topk_accuracy(qh, qc, rh, rc, instance_ks=instance_ks, chain_ks=chain_ks,
-                               chain_results=chain_results)
+    return hotel_topk_accuracy(qh, qc, rh, rc, instance_ks=instance_ks, chain_ks=chain_ks, chain_results=chain_results)
 
 
 def read_hotels_metadata(metadata_dir: str | os.PathLike) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
@@ -168,23 +207,28 @@ def read_hotels_metadata(metadata_dir: str | os.PathLike) -> tuple[dict[int, int
     def column_map(filename: str, key: str, value: str) -> dict[int, int]:
         path = metadata_dir / filename
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; extract input/dataset.tar.gz of GWUvision/Hotels-50K "
-                                    f"into {metadata_dir.parent}.")
+            raise FileNotFoundError(
+                f"{path} is missing; extract input/dataset.tar.gz of GWUvision/Hotels-50K into {metadata_dir.parent}."
+            )
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
             return {int(row[key]): int(row[value]) for row in reader}
 
-    return (column_map("test_set.csv", "image_id", "hotel_id"), column_map("train_set.csv", "image_id", "hotel_id"),
-            column_map("hotel_info.csv", "hotel_id", "chain_id"))
+    return (
+        column_map("test_set.csv", "image_id", "hotel_id"),
+        column_map("train_set.csv", "image_id", "hotel_id"),
+        column_map("hotel_info.csv", "hotel_id", "chain_id"),
+    )
 
 
 def evaluate_result_csv(path: str | os.PathLike, metadata_dir: str | os.PathLike, **kw: Any) -> dict[str, float | int]:
     """The released ``evaluate/retrieval.py`` in one call: read the top-100 CSV and the metadata, score it."""
     query_ids, result_ids = read_result_csv(path)
     test_hotel_of, train_hotel_of, chain_of = read_hotels_metadata(metadata_dir)
-    return hotel_metrics_from_ids(query_ids, result_ids, test_hotel_of=test_hotel_of, train_hotel_of=train_hotel_of,
-                                  chain_of=chain_of, **kw)
+    return hotel_metrics_from_ids(
+        query_ids, result_ids, test_hotel_of=test_hotel_of, train_hotel_of=train_hotel_of, chain_of=chain_of, **kw
+    )
 
 
 def _first_hit(hits: np.ndarray, eligible: np.ndarray) -> np.ndarray:
@@ -203,8 +247,10 @@ def _vector(values: Any, name: str) -> np.ndarray:
 def _matrix(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values.cpu() if hasattr(values, "cpu") else values)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"{name} must be a 2-D integer array (one row of ranked results per query); got shape "
-                         f"{array.shape} and dtype {array.dtype}.")
+        raise ValueError(
+            f"{name} must be a 2-D integer array (one row of ranked results per query); got shape "
+            f"{array.shape} and dtype {array.dtype}."
+        )
     return array.astype(np.int64, copy=False)
 
 
@@ -212,8 +258,10 @@ def _ks(ks: Iterable[int], available: int) -> tuple[int, ...]:
     ks = tuple(ks)
     bad = [k for k in ks if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available]
     if bad or not ks:
-        raise ValueError(f"Every K must be an integer between 1 and the number of results per query ({available}); "
-                         f"got {list(ks)}. Rank more results (top=) or use smaller K.")
+        raise ValueError(
+            f"Every K must be an integer between 1 and the number of results per query ({available}); "
+            f"got {list(ks)}. Rank more results (top=) or use smaller K."
+        )
     return ks
 
 
@@ -221,5 +269,7 @@ def _lookup(table: Mapping[int, int], keys: np.ndarray, what: str, source: str) 
     try:
         return np.array([table[int(key)] for key in keys], dtype=np.int64)
     except KeyError as error:
-        raise KeyError(f"Unknown {what} {error.args[0]} (not in {source}); the results do not belong to this "
-                       "version of Hotels-50K.") from None
+        raise KeyError(
+            f"Unknown {what} {error.args[0]} (not in {source}); the results do not belong to this "
+            "version of Hotels-50K."
+        ) from None

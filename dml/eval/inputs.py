@@ -1,4 +1,5 @@
 """Argument checking and conversion shared by the evaluation functions."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -6,8 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from dml.utils.checks import (as_embedding_tensor, as_label_array, check_choice,  # noqa: F401 (re-exported)
-                              check_positive_int, encode_labels)
+from dml.utils.checks import as_embedding_tensor, as_label_array, check_choice, check_positive_int, encode_labels  # noqa: F401 (re-exported)
 
 METRICS = ("cosine", "euclidean")
 
@@ -24,8 +24,9 @@ def check_ks(ks: Iterable[int] | int) -> tuple[int, ...]:
         raise ValueError("ks is empty; pass at least one k for Recall@k, e.g. ks=(1, 2, 4, 8).")
     for k in ks:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"Every k in ks must be an integer >= 1 (Recall@k looks at the k nearest "
-                             f"neighbours); got ks={ks!r}.")
+            raise ValueError(
+                f"Every k in ks must be an integer >= 1 (Recall@k looks at the k nearest neighbours); got ks={ks!r}."
+            )
     return tuple(dict.fromkeys(int(k) for k in ks))
 
 
@@ -35,8 +36,10 @@ def check_include(include: Iterable[str] | str, valid: tuple[str, ...]) -> tuple
     include = tuple(include)
     unknown = [name for name in include if name not in valid]
     if unknown:
-        raise ValueError(f"Unknown metric name(s) in include: {', '.join(map(repr, unknown))}. "
-                         f"Valid names are {', '.join(map(repr, valid))} ('recall' gives recall@k for every k).")
+        raise ValueError(
+            f"Unknown metric name(s) in include: {', '.join(map(repr, unknown))}. "
+            f"Valid names are {', '.join(map(repr, valid))} ('recall' gives recall@k for every k)."
+        )
     return include
 
 
@@ -46,8 +49,9 @@ def check_chunk_size(chunk_size: int | None) -> int | None:
     return check_positive_int(chunk_size, "chunk_size")
 
 
-def score_operands(query: torch.Tensor, gallery: torch.Tensor | None, metric: str
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def score_operands(
+    query: torch.Tensor, gallery: torch.Tensor | None, metric: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Return ``(A, B, offsets)`` with ``A[i] @ B[j] - offsets[j]`` ranking the gallery for query ``i``.
 
     ``gallery=None`` means self-retrieval; ``B`` is then ``A`` itself (one copy).

@@ -1,4 +1,5 @@
 """The k nearest neighbours themselves, for looking at retrieval results (the metrics never need the lists)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,8 +11,9 @@ from dml.eval.inputs import as_embedding_tensor, check_chunk_size, check_metric,
 from dml.eval.ranking import DEFAULT_MAX_BYTES, auto_chunk_size, topk_lex
 
 
-def knn(query: Any, gallery: Any = None, *, k: int, metric: str = "cosine", chunk_size: int | None = None
-        ) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(
+    query: Any, gallery: Any = None, *, k: int, metric: str = "cosine", chunk_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest neighbours of every query, in the ranking order of :mod:`dml.eval.ranking`.
 
     Args:
@@ -33,13 +35,16 @@ def knn(query: Any, gallery: Any = None, *, k: int, metric: str = "cosine", chun
     a, b, offsets = score_operands(q, g, metric)
     available = b.shape[0] - (1 if gallery is None else 0)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= available:
-        raise ValueError(f"k must be an integer between 1 and {available} (the gallery size"
-                         f"{' minus the query itself' if gallery is None else ''}); got k={k!r}.")
-    rows = chunk_size or auto_chunk_size(b.shape[0], bytes_per_row=b.shape[0] * a.element_size(),
-                                         max_bytes=DEFAULT_MAX_BYTES)
+        raise ValueError(
+            f"k must be an integer between 1 and {available} (the gallery size"
+            f"{' minus the query itself' if gallery is None else ''}); got k={k!r}."
+        )
+    rows = chunk_size or auto_chunk_size(
+        b.shape[0], bytes_per_row=b.shape[0] * a.element_size(), max_bytes=DEFAULT_MAX_BYTES
+    )
     scores, indices = [], []
     for start in range(0, a.shape[0], rows):
-        block = a[start:start + rows] @ b.T
+        block = a[start : start + rows] @ b.T
         if offsets is not None:
             block -= offsets
         if gallery is None:

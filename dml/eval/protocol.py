@@ -27,6 +27,7 @@ Protocols (``protocol``; :func:`resolve_protocol` turns ``"auto"`` into the data
   training set (about a million images for the full release); ``nmi`` clusters both sets into as many clusters as
   hotels, so full-size runs should use ``include=("recall",)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -50,8 +51,11 @@ PROTOCOL_ARRAY = {"query-gallery": "is_query", "hotels": "chain_labels"}
 #: The values of ``protocol`` (``"auto"``: the dataset's own, :func:`resolve_protocol`).
 PROTOCOLS = ("auto", "self", "query-gallery", "hotels")
 #: One line per protocol, for messages.
-PROTOCOL_NAMES = {"self": "every image queries all the others", "query-gallery": "queries against a gallery",
-                  "hotels": "test photos against the training images"}
+PROTOCOL_NAMES = {
+    "self": "every image queries all the others",
+    "query-gallery": "queries against a gallery",
+    "hotels": "test photos against the training images",
+}
 #: The metrics :func:`evaluate` computes by default (see :mod:`dml.eval.retrieval`).
 DEFAULT_INCLUDE = ("recall", "map@r", "r_precision", "nmi")
 
@@ -86,8 +90,9 @@ class Evaluation:
     gallery_chain_labels: np.ndarray | None = None
 
     @classmethod
-    def of(cls, data: Any, *, protocol: str = "self", gallery: Any = None, arrays: Any = None,
-           gallery_arrays: Any = None) -> Evaluation:
+    def of(
+        cls, data: Any, *, protocol: str = "self", gallery: Any = None, arrays: Any = None, gallery_arrays: Any = None
+    ) -> Evaluation:
         """The evaluation of ``data`` under ``protocol``, reading ``is_query`` / ``chain_labels`` from the dataset.
 
         Args:
@@ -104,13 +109,17 @@ class Evaluation:
         if protocol == "query-gallery":
             is_query = np.asarray(_array(arrays, data, "is_query", protocol), dtype=bool)
             if is_query.all() or not is_query.any():
-                raise ValueError(f"Protocol 'query-gallery' needs queries and gallery items, but the "
-                                 f"{len(is_query)} evaluation images are {'all' if is_query.all() else 'none of them'}"
-                                 " queries; evaluate the split that holds both (In-Shop's test split, no 'subset').")
+                raise ValueError(
+                    f"Protocol 'query-gallery' needs queries and gallery items, but the "
+                    f"{len(is_query)} evaluation images are {'all' if is_query.all() else 'none of them'}"
+                    " queries; evaluate the split that holds both (In-Shop's test split, no 'subset')."
+                )
             return cls(protocol, data, is_query=is_query)
         if gallery is None:
-            raise ValueError("Protocol 'hotels' ranks the test photos against the training images, so it needs "
-                             "gallery=<training split under the evaluation transform>; or use protocol='self'.")
+            raise ValueError(
+                "Protocol 'hotels' ranks the test photos against the training images, so it needs "
+                "gallery=<training split under the evaluation transform>; or use protocol='self'."
+            )
         chains = np.asarray(_array(arrays, data, "chain_labels", protocol), dtype=np.int64)
         gallery_chains = np.asarray(_array(gallery_arrays, gallery, "chain_labels", protocol), dtype=np.int64)
         return cls(protocol, data, chain_labels=chains, gallery=gallery, gallery_chain_labels=gallery_chains)
@@ -120,15 +129,25 @@ def _array(arrays: Any, data: Any, name: str, protocol: str) -> Any:
     source = arrays if arrays is not None else data.dataset if isinstance(data, DataLoader) else data
     value = getattr(source, name, None)
     if value is None:
-        raise ValueError(f"Protocol {protocol!r} ({PROTOCOL_NAMES[protocol]}) needs the per-image array {name!r}, "
-                         f"which {type(source).__name__} does not have; pass a dataset that carries it (e.g. "
-                         "dml.data.build('inshop', split='test')) or use protocol='self'.")
+        raise ValueError(
+            f"Protocol {protocol!r} ({PROTOCOL_NAMES[protocol]}) needs the per-image array {name!r}, "
+            f"which {type(source).__name__} does not have; pass a dataset that carries it (e.g. "
+            "dml.data.build('inshop', split='test')) or use protocol='self'."
+        )
     return value
 
 
-def evaluate(model: torch.nn.Module, evaluation: Evaluation | Any, *, ks: Sequence[int] = (1, 2, 4, 8),
-             include: Sequence[str] = DEFAULT_INCLUDE, batch_size: int = 256, device: str | torch.device | None = None,
-             seed: int = 0, embed_fn: EmbedFn | None = None) -> dict[str, float | int]:
+def evaluate(
+    model: torch.nn.Module,
+    evaluation: Evaluation | Any,
+    *,
+    ks: Sequence[int] = (1, 2, 4, 8),
+    include: Sequence[str] = DEFAULT_INCLUDE,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    embed_fn: EmbedFn | None = None,
+) -> dict[str, float | int]:
     """Retrieval metrics of ``model`` under ``evaluation.protocol`` (the protocols and their keys: module docstring).
 
     Args:
@@ -156,31 +175,64 @@ def evaluate(model: torch.nn.Module, evaluation: Evaluation | Any, *, ks: Sequen
     elif evaluation.protocol == "query-gallery":
         mask = np.asarray(evaluation.is_query, dtype=bool)
         if len(mask) != len(labels):
-            raise ValueError(f"is_query has {len(mask)} flags for {len(labels)} evaluation images; pass the mask "
-                             "of the evaluated split.")
+            raise ValueError(
+                f"is_query has {len(mask)} flags for {len(labels)} evaluation images; pass the mask "
+                "of the evaluated split."
+            )
         q = torch.from_numpy(mask)
-        metrics = query_gallery_metrics(embeddings[q], labels[mask], embeddings[~q], labels[~mask], ks=ks,
-                                        metric="cosine", include=include, seed=seed)
+        metrics = query_gallery_metrics(
+            embeddings[q],
+            labels[mask],
+            embeddings[~q],
+            labels[~mask],
+            ks=ks,
+            metric="cosine",
+            include=include,
+            seed=seed,
+        )
     elif evaluation.protocol == "hotels":
         gallery, gallery_labels = embed_fn(model, evaluation.gallery, batch_size=batch_size, device=device)
-        metrics = _hotel_metrics(evaluation, embeddings, labels, gallery, gallery_labels, ks=ks, include=include,
-                                 seed=seed)
+        metrics = _hotel_metrics(
+            evaluation, embeddings, labels, gallery, gallery_labels, ks=ks, include=include, seed=seed
+        )
     else:
         raise ValueError(f"Unknown evaluation protocol {evaluation.protocol!r}; use one of {list(PROTOCOL_NAMES)}.")
     return {key: value if isinstance(value, int) else float(value) for key, value in metrics.items()}
 
 
-def _hotel_metrics(evaluation: Evaluation, embeddings: torch.Tensor, labels: np.ndarray, gallery: torch.Tensor,
-                   gallery_labels: np.ndarray, *, ks: tuple[int, ...], include: tuple[str, ...],
-                   seed: int) -> dict[str, Any]:
+def _hotel_metrics(
+    evaluation: Evaluation,
+    embeddings: torch.Tensor,
+    labels: np.ndarray,
+    gallery: torch.Tensor,
+    gallery_labels: np.ndarray,
+    *,
+    ks: tuple[int, ...],
+    include: tuple[str, ...],
+    seed: int,
+) -> dict[str, Any]:
     top = max(ks + CHAIN_KS)
     if top > len(gallery_labels):
-        raise ValueError(f"Hotels-50K top-K accuracy needs K <= the gallery size ({len(gallery_labels)} training "
-                         f"images); ks is {list(ks)} and the chain accuracy uses K = {list(CHAIN_KS)}. Lower ks "
-                         "(eval.ks) or train on more images.")
-    metrics = query_gallery_metrics(embeddings, labels, gallery, gallery_labels, ks=ks, metric="cosine",
-                                    include=include, seed=seed)
-    metrics.update(hotel_retrieval_metrics(embeddings, gallery, labels, gallery_labels, evaluation.chain_labels,
-                                           evaluation.gallery_chain_labels, metric="cosine", top=top, instance_ks=ks,
-                                           chain_ks=CHAIN_KS))
+        raise ValueError(
+            f"Hotels-50K top-K accuracy needs K <= the gallery size ({len(gallery_labels)} training "
+            f"images); ks is {list(ks)} and the chain accuracy uses K = {list(CHAIN_KS)}. Lower ks "
+            "(eval.ks) or train on more images."
+        )
+    metrics = query_gallery_metrics(
+        embeddings, labels, gallery, gallery_labels, ks=ks, metric="cosine", include=include, seed=seed
+    )
+    metrics.update(
+        hotel_retrieval_metrics(
+            embeddings,
+            gallery,
+            labels,
+            gallery_labels,
+            evaluation.chain_labels,
+            evaluation.gallery_chain_labels,
+            metric="cosine",
+            top=top,
+            instance_ks=ks,
+            chain_ks=CHAIN_KS,
+        )
+    )
     return metrics

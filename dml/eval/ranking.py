@@ -50,6 +50,7 @@ practical case where scores are equal in exact arithmetic but might round differ
 shapes, so the automatic choice sends embeddings with duplicated rows (a constant or collapsed embedding, duplicate
 images) to the rows route, where each query's scores come from a single matmul call.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,8 +94,9 @@ def topk_lex(values: torch.Tensor, k: int, index: torch.Tensor | None = None) ->
     return top_v, top_i
 
 
-def _topk_set(values: torch.Tensor, k: int, index: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _topk_set(
+    values: torch.Tensor, k: int, index: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The exact top-``k`` set under (−value, index), by descending value (ties in any order), and the
     ``(k+1)``-th largest value of each row (``None`` when ``k >= n``)."""
     m, n = values.shape
@@ -191,19 +193,46 @@ def rank_statistics(
     if method == "tiles" and not exclude_self:
         raise ValueError("method='tiles' is for self-retrieval (exclude_self=True) only")
     if method == "dense":
-        return dense_rank_statistics(query, gallery, query_codes, gallery_codes, offsets, exclude_self=exclude_self,
-                                     k_max=k_max, need_top_relevance=need_top_relevance, max_bytes=max_bytes)
+        return dense_rank_statistics(
+            query,
+            gallery,
+            query_codes,
+            gallery_codes,
+            offsets,
+            exclude_self=exclude_self,
+            k_max=k_max,
+            need_top_relevance=need_top_relevance,
+            max_bytes=max_bytes,
+        )
     if exclude_self and method != "rows":
         tile = _tile_size(query, query_codes, need_top_relevance, chunk_size, max_bytes)
         if method == "auto" and tile is not None and _has_duplicate_rows(query):
             tile = None  # keep each query's scores in one matmul, so duplicates tie exactly (see _tile_statistics)
         if tile is not None or method == "tiles":
             tile = tile or int(torch.bincount(query_codes).max().item())
-            return _tile_statistics(query, query_codes, offsets, k_max=k_max, need_top_relevance=need_top_relevance,
-                                    tile=tile, max_bytes=max_bytes)
-    return _row_statistics(query, gallery, query_codes, gallery_codes, offsets, exclude_self=exclude_self,
-                           k_max=k_max, need_top_relevance=need_top_relevance, chunk_size=chunk_size,
-                           max_bytes=max_bytes, block=block, count_blocks=count_blocks)
+            return _tile_statistics(
+                query,
+                query_codes,
+                offsets,
+                k_max=k_max,
+                need_top_relevance=need_top_relevance,
+                tile=tile,
+                max_bytes=max_bytes,
+            )
+    return _row_statistics(
+        query,
+        gallery,
+        query_codes,
+        gallery_codes,
+        offsets,
+        exclude_self=exclude_self,
+        k_max=k_max,
+        need_top_relevance=need_top_relevance,
+        chunk_size=chunk_size,
+        max_bytes=max_bytes,
+        block=block,
+        count_blocks=count_blocks,
+    )
 
 
 def dense_rank_statistics(
@@ -233,8 +262,10 @@ def dense_rank_statistics(
     num_query, num_gallery = query.shape[0], gallery.shape[0]
     needed = num_query * num_gallery * (2 * (torch.finfo(query.dtype).bits // 8) + 10)
     if needed > max_bytes:
-        raise ValueError(f"method='dense' needs about {needed} bytes for the full score matrix, more than "
-                         f"max_bytes={max_bytes}. Use method='auto' (exact, memory-bounded) or raise max_bytes.")
+        raise ValueError(
+            f"method='dense' needs about {needed} bytes for the full score matrix, more than "
+            f"max_bytes={max_bytes}. Use method='auto' (exact, memory-bounded) or raise max_bytes."
+        )
     scores = query @ gallery.T
     if offsets is not None:
         scores = scores - offsets.unsqueeze(0)
@@ -275,8 +306,13 @@ def _positive_runs(query_codes: torch.Tensor, gallery_codes: torch.Tensor, *, ex
     num_codes = int(torch.maximum(query_codes.max(), gallery_codes.max()).item()) + 1
     counts = torch.bincount(gallery_codes, minlength=num_codes)
     listed = counts[query_codes]
-    return _Positives(by_code=gallery_codes.argsort(stable=True), start=(counts.cumsum(0) - counts)[query_codes],
-                      listed=listed, num_pos=listed - int(exclude_self), max_listed=int(listed.max().item()))
+    return _Positives(
+        by_code=gallery_codes.argsort(stable=True),
+        start=(counts.cumsum(0) - counts)[query_codes],
+        listed=listed,
+        num_pos=listed - int(exclude_self),
+        max_listed=int(listed.max().item()),
+    )
 
 
 @dataclass(frozen=True)
@@ -293,21 +329,41 @@ class _RowLayout:
     piece_rows: int
 
 
-def _row_layout(num_query: int, num_gallery: int, itemsize: int, max_listed: int, r_top: int, *,
-                chunk_size: int | None, max_bytes: int, block: int, count_blocks: int) -> _RowLayout:
+def _row_layout(
+    num_query: int,
+    num_gallery: int,
+    itemsize: int,
+    max_listed: int,
+    r_top: int,
+    *,
+    chunk_size: int | None,
+    max_bytes: int,
+    block: int,
+    count_blocks: int,
+) -> _RowLayout:
     """The layout for ``r_top`` exact neighbours per row (0 without ``top_relevance``) within ``max_bytes``."""
     block = max(1, min(int(block), num_gallery))
     full_blocks, tail = divmod(num_gallery, block)
     num_blocks = full_blocks + (tail > 0)
     kb = min(num_blocks, max(int(count_blocks), r_top, 1))
     width = kb * block  # candidate columns per row; ids >= num_gallery stand for the missing end of the last block
-    bytes_per_row = (num_gallery * itemsize + max_listed * (2 * 8 + itemsize + 2)
-                     + width * (3 * 8 + itemsize + 2) + num_blocks * (8 + itemsize))
+    bytes_per_row = (
+        num_gallery * itemsize
+        + max_listed * (2 * 8 + itemsize + 2)
+        + width * (3 * 8 + itemsize + 2)
+        + num_blocks * (8 + itemsize)
+    )
     if chunk_size is None:
         chunk_size = auto_chunk_size(num_gallery, bytes_per_row, max_bytes)
-    return _RowLayout(block=block, full_blocks=full_blocks, tail=tail, kb=kb, width=width,
-                      chunk_size=max(1, min(int(chunk_size), num_query)),
-                      piece_rows=max(1, int(max_bytes) // 8 // max(1, num_gallery * itemsize)))
+    return _RowLayout(
+        block=block,
+        full_blocks=full_blocks,
+        tail=tail,
+        kb=kb,
+        width=width,
+        chunk_size=max(1, min(int(chunk_size), num_query)),
+        piece_rows=max(1, int(max_bytes) // 8 // max(1, num_gallery * itemsize)),
+    )
 
 
 def _row_statistics(
@@ -331,9 +387,17 @@ def _row_statistics(
     positives = _positive_runs(query_codes, gallery_codes, exclude_self=exclude_self)
     num_pos = positives.num_pos
     r_max = int(num_pos.max().item())
-    layout = _row_layout(num_query, num_gallery, torch.finfo(query.dtype).bits // 8, positives.max_listed,
-                         r_max if need_top_relevance else 0, chunk_size=chunk_size, max_bytes=max_bytes, block=block,
-                         count_blocks=count_blocks)
+    layout = _row_layout(
+        num_query,
+        num_gallery,
+        torch.finfo(query.dtype).bits // 8,
+        positives.max_listed,
+        r_max if need_top_relevance else 0,
+        chunk_size=chunk_size,
+        max_bytes=max_bytes,
+        block=block,
+        count_blocks=count_blocks,
+    )
     first_rank = torch.empty(num_query, dtype=torch.int64, device=device) if k_max is not None else None
     top_rel = torch.zeros(num_query, r_max, dtype=torch.bool, device=device) if need_top_relevance else None
     buffer = torch.empty(layout.chunk_size, num_gallery, dtype=query.dtype, device=device)
@@ -342,7 +406,7 @@ def _row_statistics(
 
     for r0 in range(0, num_query, layout.chunk_size):
         r1 = min(r0 + layout.chunk_size, num_query)
-        scores = torch.mm(query[r0:r1], gallery_t, out=buffer[:r1 - r0])
+        scores = torch.mm(query[r0:r1], gallery_t, out=buffer[: r1 - r0])
         if offsets_row is not None:
             scores.sub_(offsets_row)
         if exclude_self:
@@ -353,19 +417,32 @@ def _row_statistics(
             _, top_idx = topk_lex(cand, r_max, cand_cols)
             top_rel[r0:r1] = _top_relevance(top_idx, gallery_codes, query_codes[r0:r1], num_pos[r0:r1])
         if first_rank is not None:
-            first_rank[r0:r1] = _chunk_first_rank(scores, block_max, next_block_max, cand, cand_cols,
-                                                  _rows_of(positives, r0, r1), k_max=k_max,
-                                                  piece_rows=layout.piece_rows)
+            first_rank[r0:r1] = _chunk_first_rank(
+                scores,
+                block_max,
+                next_block_max,
+                cand,
+                cand_cols,
+                _rows_of(positives, r0, r1),
+                k_max=k_max,
+                piece_rows=layout.piece_rows,
+            )
     return RankStatistics(num_positives=num_pos, first_rank=first_rank, top_relevance=top_rel)
 
 
 def _rows_of(positives: _Positives, r0: int, r1: int) -> _Positives:
-    return _Positives(by_code=positives.by_code, start=positives.start[r0:r1], listed=positives.listed[r0:r1],
-                      num_pos=positives.num_pos[r0:r1], max_listed=positives.max_listed)
+    return _Positives(
+        by_code=positives.by_code,
+        start=positives.start[r0:r1],
+        listed=positives.listed[r0:r1],
+        num_pos=positives.num_pos[r0:r1],
+        max_listed=positives.max_listed,
+    )
 
 
-def _gather_candidates(scores: torch.Tensor, layout: _RowLayout
-                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+def _gather_candidates(
+    scores: torch.Tensor, layout: _RowLayout
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Rank each row's blocks by (−max, block index) and gather the scores of the first ``kb`` blocks.
 
     Returns the block maxima ``(c, num_blocks)``, each row's ``(kb+1)``-th largest block maximum (``None`` when
@@ -374,9 +451,9 @@ def _gather_candidates(scores: torch.Tensor, layout: _RowLayout
     """
     c, num_gallery = scores.shape
     block, full_blocks = layout.block, layout.full_blocks
-    block_max = scores[:, :full_blocks * block].unflatten(1, (full_blocks, block)).amax(dim=2)
+    block_max = scores[:, : full_blocks * block].unflatten(1, (full_blocks, block)).amax(dim=2)
     if layout.tail:
-        block_max = torch.cat([block_max, scores[:, full_blocks * block:].amax(dim=1, keepdim=True)], dim=1)
+        block_max = torch.cat([block_max, scores[:, full_blocks * block :].amax(dim=1, keepdim=True)], dim=1)
     _, top_blocks, next_block_max = _topk_set(block_max, layout.kb)
     in_block = torch.arange(block, device=scores.device)
     cand_cols = (top_blocks.unsqueeze(2) * block + in_block).reshape(c, layout.width)
@@ -386,9 +463,17 @@ def _gather_candidates(scores: torch.Tensor, layout: _RowLayout
     return block_max, next_block_max, cand, cand_cols
 
 
-def _chunk_first_rank(scores: torch.Tensor, block_max: torch.Tensor, next_block_max: torch.Tensor | None,
-                      cand: torch.Tensor, cand_cols: torch.Tensor, positives: _Positives, *, k_max: int,
-                      piece_rows: int) -> torch.Tensor:
+def _chunk_first_rank(
+    scores: torch.Tensor,
+    block_max: torch.Tensor,
+    next_block_max: torch.Tensor | None,
+    cand: torch.Tensor,
+    cand_cols: torch.Tensor,
+    positives: _Positives,
+    *,
+    k_max: int,
+    piece_rows: int,
+) -> torch.Tensor:
     """``first_rank`` of one chunk's rows (``positives`` restricted to them).
 
     Rows where every block reaching ``best`` was gathered (the ``(kb+1)``-th block maximum is below it) are counted
@@ -416,8 +501,9 @@ def _chunk_first_rank(scores: torch.Tensor, block_max: torch.Tensor, next_block_
     return torch.where(valid, rank.clamp_max(k_max), torch.full_like(rank, k_max))
 
 
-def _best_positive(scores: torch.Tensor, columns: torch.Tensor, listed: torch.Tensor, ids: torch.Tensor, *,
-                   no_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _best_positive(
+    scores: torch.Tensor, columns: torch.Tensor, listed: torch.Tensor, ids: torch.Tensor, *, no_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each row's best positive among ``scores[row, columns]`` where ``listed``: its score (``−inf`` if none), its
     id (the lowest of the ``ids`` tied at that score; ``no_id`` if none) and how many positives score exactly that."""
     pos_val = scores.gather(1, columns).masked_fill_(~listed, float("-inf"))
@@ -427,16 +513,18 @@ def _best_positive(scores: torch.Tensor, columns: torch.Tensor, listed: torch.Te
     return best, best_id, best_is.sum(dim=1)
 
 
-def _top_relevance(top_ids: torch.Tensor, gallery_codes: torch.Tensor, query_codes: torch.Tensor,
-                   num_pos: torch.Tensor) -> torch.Tensor:
+def _top_relevance(
+    top_ids: torch.Tensor, gallery_codes: torch.Tensor, query_codes: torch.Tensor, num_pos: torch.Tensor
+) -> torch.Tensor:
     """Whether each listed neighbour shares the row's code, ``False`` beyond ``R_q`` (ids past the end never match)."""
     rel = gallery_codes[top_ids.clamp_max(gallery_codes.shape[0] - 1)] == query_codes.unsqueeze(1)
     rel &= torch.arange(top_ids.shape[1], device=top_ids.device).unsqueeze(0) < num_pos.unsqueeze(1)
     return rel
 
 
-def _tile_size(x: torch.Tensor, codes: torch.Tensor, need_top_relevance: bool, chunk_size: int | None,
-               max_bytes: int) -> int | None:
+def _tile_size(
+    x: torch.Tensor, codes: torch.Tensor, need_top_relevance: bool, chunk_size: int | None, max_bytes: int
+) -> int | None:
     """Tile size for the tiles route, or ``None`` if a class is larger than a tile or the state would not fit."""
     itemsize = torch.finfo(x.dtype).bits // 8
     # A tile holds as many scores as a rows-route chunk: chunk_size × N, or half the budget.
@@ -458,7 +546,7 @@ def _has_duplicate_rows(x: torch.Tensor) -> bool:
     generator = torch.Generator().manual_seed(0)
     direction = torch.randn(x.shape[1], generator=generator, dtype=torch.float64).to(x.device)
     step = max(1, _COUNT_ELEMENTS // x.shape[1])  # float64 copies of a few rows at a time
-    keys, order = torch.cat([x[r:r + step].to(torch.float64) @ direction for r in range(0, x.shape[0], step)]).sort()
+    keys, order = torch.cat([x[r : r + step].to(torch.float64) @ direction for r in range(0, x.shape[0], step)]).sort()
     same_key = (keys[1:] == keys[:-1]).nonzero().squeeze(1)
     if same_key.numel() == 0:
         return False
@@ -492,8 +580,9 @@ class _TileState:
     pos_r: torch.Tensor | None
 
 
-def _start_tiles(x: torch.Tensor, codes: torch.Tensor, offsets: torch.Tensor | None, *, tile: int, max_bytes: int,
-                 want_top: bool) -> _TileState:
+def _start_tiles(
+    x: torch.Tensor, codes: torch.Tensor, offsets: torch.Tensor | None, *, tile: int, max_bytes: int, want_top: bool
+) -> _TileState:
     """Sort the items by class, cut the order into tiles and set up the empty running results."""
     device, dtype, n = x.device, x.dtype, x.shape[0]
     counts = torch.bincount(codes)
@@ -506,9 +595,15 @@ def _start_tiles(x: torch.Tensor, codes: torch.Tensor, offsets: torch.Tensor | N
     longest = max(e - s for s, e in tiles)
     want_top = want_top and r_max > 0
     return _TileState(
-        perm=perm, sorted_codes=sorted_codes, sorted_counts=sorted_counts,
-        class_start=(counts.cumsum(0) - counts)[sorted_codes], num_pos=num_pos, valid=num_pos > 0, tiles=tiles,
-        r_max=r_max, pieces=max(1, int(max_bytes) // 8 // max(1, longest * (torch.finfo(dtype).bits // 8))),
+        perm=perm,
+        sorted_codes=sorted_codes,
+        sorted_counts=sorted_counts,
+        class_start=(counts.cumsum(0) - counts)[sorted_codes],
+        num_pos=num_pos,
+        valid=num_pos > 0,
+        tiles=tiles,
+        r_max=r_max,
+        pieces=max(1, int(max_bytes) // 8 // max(1, longest * (torch.finfo(dtype).bits // 8))),
         buffer=torch.empty(longest * longest, dtype=dtype, device=device),
         half=offsets[perm] if offsets is not None else None,
         best=torch.full((n,), float("inf"), dtype=dtype, device=device),
@@ -550,21 +645,22 @@ def _tile_statistics(
     # Phase 2: each off-diagonal pair once; its scores serve the rows of tile i and (transposed) those of tile j.
     for t, (p0, p1) in enumerate(tiles):
         x_i = x[perm[p0:p1]]
-        for u0, u1 in tiles[t + 1:]:
+        for u0, u1 in tiles[t + 1 :]:
             scores = _tile_scores(state, p0, p1, x_i, u0, u1, x[perm[u0:u1]])
             _add_negatives(state, scores, p0, perm[u0:u1], k_max=k_max)
             _add_negatives(state, scores.T, u0, perm[p0:p1], k_max=k_max)
     return _tiles_in_original_order(state, codes, k_max=k_max, need_top_relevance=need_top_relevance)
 
 
-def _tile_scores(state: _TileState, p0: int, p1: int, x_i: torch.Tensor, u0: int, u1: int, x_j: torch.Tensor
-                 ) -> torch.Tensor:
+def _tile_scores(
+    state: _TileState, p0: int, p1: int, x_i: torch.Tensor, u0: int, u1: int, x_j: torch.Tensor
+) -> torch.Tensor:
     """Scores of positions ``p0:p1`` (rows, vectors ``x_i``) against ``u0:u1`` (columns, ``x_j``), in the buffer."""
-    out = torch.mm(x_i, x_j.T, out=state.buffer[:(p1 - p0) * (u1 - u0)].view(p1 - p0, u1 - u0))
+    out = torch.mm(x_i, x_j.T, out=state.buffer[: (p1 - p0) * (u1 - u0)].view(p1 - p0, u1 - u0))
     if state.half is not None:  # subtract offsets[i] + offsets[j] (a symmetric sum), a few rows at a time
         half, pieces = state.half, state.pieces
         for r in range(0, p1 - p0, pieces):
-            out[r:r + pieces] -= half[p0 + r:min(p0 + r + pieces, p1)].unsqueeze(1) + half[u0:u1].unsqueeze(0)
+            out[r : r + pieces] -= half[p0 + r : min(p0 + r + pieces, p1)].unsqueeze(1) + half[u0:u1].unsqueeze(0)
     return out
 
 
@@ -579,8 +675,8 @@ def _diagonal_tile(state: _TileState, x: torch.Tensor, p0: int, p1: int, *, want
     tv, ti = topk_lex(scores, max(state.r_max, _DIAGONAL_TOP), ids)
     r_max = state.r_max
     if state.top_v is not None:
-        state.top_v[p0:p1, :min(r_max, tv.shape[1])] = tv[:, :r_max]
-        state.top_i[p0:p1, :min(r_max, ti.shape[1])] = ti[:, :r_max]
+        state.top_v[p0:p1, : min(r_max, tv.shape[1])] = tv[:, :r_max]
+        state.top_i[p0:p1, : min(r_max, ti.shape[1])] = ti[:, :r_max]
     if want_count:
         _diagonal_count(state, scores, ti, p0, p1)
 
@@ -604,12 +700,14 @@ def _diagonal_count(state: _TileState, scores: torch.Tensor, top_ids: torch.Tens
     rest = (~found.any(dim=1) & valid).nonzero().squeeze(1)
     for piece in rest.split(state.pieces):
         q = piece + p0
-        state.count[q] = _count_before(scores[piece], state.best[q].unsqueeze(1), state.best_id[q], ties_pos[piece],
-                                       ids)
+        state.count[q] = _count_before(
+            scores[piece], state.best[q].unsqueeze(1), state.best_id[q], ties_pos[piece], ids
+        )
 
 
-def _add_negatives(state: _TileState, scores: torch.Tensor, s0: int, other_ids: torch.Tensor, *,
-                   k_max: int | None) -> None:
+def _add_negatives(
+    state: _TileState, scores: torch.Tensor, s0: int, other_ids: torch.Tensor, *, k_max: int | None
+) -> None:
     """Fold an off-diagonal tile (rows: positions ``s0:``, columns: items ``other_ids``, all negatives) into the
     rows' counts (rows whose maximum reaches ``best``, until ``k_max``) and top lists (rows whose maximum reaches
     their current ``R_q``-th best score)."""
@@ -621,20 +719,23 @@ def _add_negatives(state: _TileState, scores: torch.Tensor, s0: int, other_ids: 
         need = valid & (state.count[s0:s1] < k_max) & (peak >= state.best[s0:s1])
         for piece in need.nonzero().squeeze(1).split(state.pieces):
             q = piece + s0
-            state.count[q] += _count_before(scores[piece], state.best[q].unsqueeze(1), state.best_id[q], no_ties,
-                                            other_ids)
+            state.count[q] += _count_before(
+                scores[piece], state.best[q].unsqueeze(1), state.best_id[q], no_ties, other_ids
+            )
     if state.top_v is not None:
         theta = state.top_v[s0:s1].gather(1, state.pos_r[s0:s1]).squeeze(1)
         need = valid & (peak >= theta)
         for piece in need.nonzero().squeeze(1).split(state.pieces):
             q = piece + s0
             nv, ni = topk_lex(scores[piece], state.r_max, other_ids)
-            state.top_v[q], state.top_i[q] = topk_lex(torch.cat([state.top_v[q], nv], dim=1), state.r_max,
-                                                      torch.cat([state.top_i[q], ni], dim=1))
+            state.top_v[q], state.top_i[q] = topk_lex(
+                torch.cat([state.top_v[q], nv], dim=1), state.r_max, torch.cat([state.top_i[q], ni], dim=1)
+            )
 
 
-def _tiles_in_original_order(state: _TileState, codes: torch.Tensor, *, k_max: int | None,
-                             need_top_relevance: bool) -> RankStatistics:
+def _tiles_in_original_order(
+    state: _TileState, codes: torch.Tensor, *, k_max: int | None, need_top_relevance: bool
+) -> RankStatistics:
     """The running results, finished and put back from class-sorted into the original order."""
     n, device, perm = codes.shape[0], codes.device, state.perm
     num_pos = torch.empty_like(state.num_pos)
@@ -664,8 +765,9 @@ def _greedy_tiles(class_sizes: list[int], tile: int) -> list[tuple[int, int]]:
     return tiles
 
 
-def _count_before(values: torch.Tensor, best: torch.Tensor, best_idx: torch.Tensor, ties_pos: torch.Tensor,
-                  ids: torch.Tensor) -> torch.Tensor:
+def _count_before(
+    values: torch.Tensor, best: torch.Tensor, best_idx: torch.Tensor, ties_pos: torch.Tensor, ids: torch.Tensor
+) -> torch.Tensor:
     """Per row ``#(values > best) + #(values == best and id < best_idx)``: the items ranked before the best positive.
 
     ``best`` is ``(m, 1)``; ``ids`` the gallery index of each column, ``(n,)`` or ``(m, n)``; ``ties_pos`` the
@@ -682,9 +784,9 @@ def _count_before(values: torch.Tensor, best: torch.Tensor, best_idx: torch.Tens
     greater = values.new_empty(m)
     tied = values.new_empty(m)
     for r in range(0, m, step):
-        part, b, out = values[r:r + step], best[r:r + step], scratch[:min(step, m - r)]
-        torch.sum(torch.gt(part, b, out=out), dim=1, out=greater[r:r + step])
-        torch.sum(torch.ge(part, b, out=out), dim=1, out=tied[r:r + step])
+        part, b, out = values[r : r + step], best[r : r + step], scratch[: min(step, m - r)]
+        torch.sum(torch.gt(part, b, out=out), dim=1, out=greater[r : r + step])
+        torch.sum(torch.ge(part, b, out=out), dim=1, out=tied[r : r + step])
     count = greater.to(torch.int64)
     tied = tied.to(torch.int64) - count
     fix = (tied > ties_pos).nonzero().squeeze(1)

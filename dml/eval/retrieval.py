@@ -25,18 +25,28 @@ chunks of queries against the whole gallery; everything else is a top-k over a f
 on the embeddings' device: CUDA tensors are evaluated on the GPU (same code, no host copies in the loop), NumPy
 arrays and CPU tensors on the CPU, with the threads torch is configured with (they are not changed).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from dml.eval.clustering import nmi as _nmi
-from dml.eval.inputs import (as_embedding_tensor, as_label_array, check_chunk_size, check_include, check_ks,
-                             check_metric, encode_labels, score_operands)
+from dml.eval.inputs import (
+    as_embedding_tensor,
+    as_label_array,
+    check_chunk_size,
+    check_include,
+    check_ks,
+    check_metric,
+    encode_labels,
+    score_operands,
+)
 from dml.eval.ranking import DEFAULT_MAX_BYTES, RankStatistics, rank_statistics
 
 #: Metric names accepted by ``include``.
@@ -84,10 +94,18 @@ def retrieval_metrics(
     if _ranking(include):
         a, b, offsets = score_operands(x, None, metric)
         codes_t = torch.from_numpy(codes).to(x.device)
-        stats = rank_statistics(a, b, codes_t, codes_t, exclude_self=True, offsets=offsets,
-                                k_max=max(ks) if "recall" in include else None,
-                                need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
-                                chunk_size=chunk_size, max_bytes=max_bytes)
+        stats = rank_statistics(
+            a,
+            b,
+            codes_t,
+            codes_t,
+            exclude_self=True,
+            offsets=offsets,
+            k_max=max(ks) if "recall" in include else None,
+            need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
+            chunk_size=chunk_size,
+            max_bytes=max_bytes,
+        )
         del a, b, offsets
         result.update(_summarise(stats, include, ks))
     if "nmi" in include:
@@ -121,8 +139,10 @@ def query_gallery_metrics(
     q = as_embedding_tensor(query_embeddings, query_labels, name="query_embeddings")
     g = as_embedding_tensor(gallery_embeddings, gallery_labels, name="gallery_embeddings")
     if q.shape[1] != g.shape[1]:
-        raise ValueError(f"query_embeddings have dimension {q.shape[1]} but gallery_embeddings have "
-                         f"{g.shape[1]}; both must come from the same model.")
+        raise ValueError(
+            f"query_embeddings have dimension {q.shape[1]} but gallery_embeddings have "
+            f"{g.shape[1]}; both must come from the same model."
+        )
     g = g.to(device=q.device, dtype=q.dtype) if (g.device != q.device or g.dtype != q.dtype) else g
     yq, yg = as_label_array(query_labels), as_label_array(gallery_labels)
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
@@ -130,10 +150,18 @@ def query_gallery_metrics(
     result: dict[str, float | int] = {}
     if _ranking(include):
         a, b, offsets = score_operands(q, g, metric)
-        stats = rank_statistics(a, b, torch.from_numpy(q_codes).to(q.device), torch.from_numpy(g_codes).to(q.device),
-                                exclude_self=False, offsets=offsets, k_max=max(ks) if "recall" in include else None,
-                                need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
-                                chunk_size=chunk_size, max_bytes=max_bytes)
+        stats = rank_statistics(
+            a,
+            b,
+            torch.from_numpy(q_codes).to(q.device),
+            torch.from_numpy(g_codes).to(q.device),
+            exclude_self=False,
+            offsets=offsets,
+            k_max=max(ks) if "recall" in include else None,
+            need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
+            chunk_size=chunk_size,
+            max_bytes=max_bytes,
+        )
         del a, b, offsets
         result.update(_summarise(stats, include, ks))
     if "nmi" in include:
@@ -158,8 +186,12 @@ def _summarise(stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, .
     valid = stats.num_positives > 0
     n_valid = int(valid.sum().item())
     if n_valid == 0:
-        warnings.warn("No query has a relevant gallery item (every class has a single member, or no query label "
-                      "occurs in the gallery); the ranking metrics are NaN.", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            "No query has a relevant gallery item (every class has a single member, or no query label "
+            "occurs in the gallery); the ranking metrics are NaN.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     out: dict[str, float] = {}
 
     def mean(per_query: torch.Tensor) -> float:

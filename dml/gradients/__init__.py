@@ -1,4 +1,4 @@
-"""Pair-wise losses through their gradients: decomposition into pair weights, gradient surgery, triplet-space simulation.
+"""Pair-wise losses through their gradients: pair-weight decomposition, gradient surgery, triplet-space simulation.
 
 * :func:`decompose` — the pair weights ``dL/dS`` of any :class:`~dml.losses.PairLoss` and the gradient rebuilt
   from them (Xuan & Pless, arXiv:2201.11307, 2022).
@@ -7,11 +7,30 @@
 * :mod:`dml.gradients.simulation` — one step of a single triplet on the sphere, the entanglement term and the
   triplet-space vector fields of Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020.
 """
+
 from dml.gradients.decompose import Decomposition, decompose, gradient_from_weights
-from dml.gradients.simulation import (TripletField, UpdateRule, collapse_share, entangle, euclidean_triplet_rule,
-                                      nca_rule, one_step, sct_rule, triplet_field, triplet_trajectory, triplet_vectors)
-from dml.gradients.surgery import (DIRECTIONS, ExplicitGradientLoss, LossWeights, loss_weights, surgery_gradient, surgery_loss,
-                                   weights_from_pull_push)
+from dml.gradients.simulation import (
+    TripletField,
+    UpdateRule,
+    collapse_share,
+    entangle,
+    euclidean_triplet_rule,
+    nca_rule,
+    one_step,
+    sct_rule,
+    triplet_field,
+    triplet_trajectory,
+    triplet_vectors,
+)
+from dml.gradients.surgery import (
+    DIRECTIONS,
+    ExplicitGradientLoss,
+    LossWeights,
+    loss_weights,
+    surgery_gradient,
+    surgery_loss,
+    weights_from_pull_push,
+)
 
 __all__ = [
     "DIRECTIONS",

@@ -15,6 +15,7 @@ For an anchor ``a`` with positive ``p`` and negative ``n`` this is the three-lin
 The same view is the General Pair Weighting framework of Wang et al., "Multi-Similarity Loss with General Pair
 Weighting for Deep Metric Learning", CVPR 2019, arXiv:1904.06627.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def gradient_from_weights(embeddings: Tensor, weights: Tensor) -> Tensor:
     embeddings = embeddings.detach()
     norms = embeddings.norm(dim=1, keepdim=True)
     unit = embeddings / norms
-    along = (weights + weights.t()) @ unit                       # dL/df_i
+    along = (weights + weights.t()) @ unit  # dL/df_i
     tangent = along - (along * unit).sum(dim=1, keepdim=True) * unit
     return tangent / norms
 
@@ -101,13 +102,17 @@ def decompose(loss: PairLoss, embeddings: Tensor, labels: Any) -> Decomposition:
     >>> d.gradient                        # == autograd's dL/d(embeddings)
     """
     if not isinstance(loss, PairLoss):
-        raise TypeError(f"decompose needs a dml.losses.PairLoss (a loss that sees the embeddings only through their "
-                        f"cosine-similarity matrix S); got {type(loss).__name__}. Proxy losses compare embeddings with "
-                        "learned class vectors, not with each other, so they have no pair weights: build a pair loss "
-                        "such as dml.losses.build('triplet').")
+        raise TypeError(
+            f"decompose needs a dml.losses.PairLoss (a loss that sees the embeddings only through their "
+            f"cosine-similarity matrix S); got {type(loss).__name__}. Proxy losses compare embeddings with "
+            "learned class vectors, not with each other, so they have no pair weights: build a pair loss "
+            "such as dml.losses.build('triplet')."
+        )
     if not isinstance(embeddings, Tensor):
-        raise TypeError(f"embeddings must be a torch.Tensor (N, D); got {type(embeddings).__name__}. "
-                        "Convert with torch.as_tensor(x, dtype=torch.float64).")
+        raise TypeError(
+            f"embeddings must be a torch.Tensor (N, D); got {type(embeddings).__name__}. "
+            "Convert with torch.as_tensor(x, dtype=torch.float64)."
+        )
     labels = torch.as_tensor(labels, device=embeddings.device)
     check_embeddings_and_labels(embeddings, labels)
     if not embeddings.is_floating_point():
@@ -116,8 +121,10 @@ def decompose(loss: PairLoss, embeddings: Tensor, labels: Any) -> Decomposition:
         raise ValueError(f"labels must be integer class ids; got {labels.dtype}. Convert with labels.long().")
     labels = labels.long()
     if bool((embeddings.norm(dim=1) == 0).any()):
-        raise ValueError("an embedding is the zero vector, so it has no direction and S is undefined for it; "
-                         "remove it or check the model output.")
+        raise ValueError(
+            "an embedding is the zero vector, so it has no direction and S is undefined for it; "
+            "remove it or check the model output."
+        )
 
     loss.observe(embeddings)
     sim = cosine_similarity_matrix(embeddings.detach())

@@ -24,16 +24,29 @@ does: the step acts on the unit vectors, which are then re-normalised):
 The three rules of the notebook are :func:`euclidean_triplet_rule` (``Triplet_Map_std``), :func:`nca_rule` with
 ``temperature=1`` (``Triplet_Map_1st``) and the SCT hard branch inside :func:`sct_rule`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from dml.utils.checks import check_choice
 
-__all__ = ["TripletField", "UpdateRule", "collapse_share", "entangle", "euclidean_triplet_rule", "nca_rule",
-           "one_step", "sct_rule", "triplet_field", "triplet_trajectory", "triplet_vectors"]
+__all__ = [
+    "TripletField",
+    "UpdateRule",
+    "collapse_share",
+    "entangle",
+    "euclidean_triplet_rule",
+    "nca_rule",
+    "one_step",
+    "sct_rule",
+    "triplet_field",
+    "triplet_trajectory",
+    "triplet_vectors",
+]
 
 Weights = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -51,11 +64,12 @@ class UpdateRule:
 
 
 def _softmax_negative(s_ap: np.ndarray, s_an: np.ndarray, temperature: float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp((s_ap - s_an) / temperature))   # P_an of the two-way softmax, overflow-safe
+    return 1.0 / (1.0 + np.exp((s_ap - s_an) / temperature))  # P_an of the two-way softmax, overflow-safe
 
 
 def euclidean_triplet_rule() -> UpdateRule:
     """Squared-distance triplet loss ``D_ap^2 - D_an^2 (+ m)`` in its active region: ``w = -dL/dD = 2D``."""
+
     def weights(s_ap: np.ndarray, s_an: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return 2.0 * np.sqrt(np.clip(2.0 - 2.0 * s_ap, 0.0, None)), 2.0 * np.sqrt(np.clip(2.0 - 2.0 * s_an, 0.0, None))
 
@@ -89,8 +103,9 @@ def sct_rule(temperature: float = 1.0, lam: float = 1.0) -> UpdateRule:
     return UpdateRule(f"SCT (τ={temperature:g}, λ={lam:g})", weights)
 
 
-def triplet_vectors(s_ap: np.ndarray | float, s_an: np.ndarray | float,
-                    coplanarity: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def triplet_vectors(
+    s_ap: np.ndarray | float, s_an: np.ndarray | float, coplanarity: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit vectors ``(f_a, f_p, f_n)``, each of shape ``(*s.shape, 3)``, with the given similarities."""
     s_ap, s_an = np.broadcast_arrays(np.asarray(s_ap, dtype=float), np.asarray(s_an, dtype=float))
     if np.any(np.abs(s_ap) > 1) or np.any(np.abs(s_an) > 1):
@@ -98,10 +113,10 @@ def triplet_vectors(s_ap: np.ndarray | float, s_an: np.ndarray | float,
     if not -1.0 <= coplanarity <= 1.0:
         raise ValueError(f"coplanarity is a cosine and must lie in [-1, 1]; got {coplanarity}.")
     zeros, ones = np.zeros_like(s_ap), np.ones_like(s_ap)
-    sin_p, sin_n = np.sqrt(1.0 - s_ap ** 2), np.sqrt(1.0 - s_an ** 2)
+    sin_p, sin_n = np.sqrt(1.0 - s_ap**2), np.sqrt(1.0 - s_an**2)
     f_a = np.stack([ones, zeros, zeros], axis=-1)
     f_p = np.stack([s_ap, sin_p, zeros], axis=-1)
-    f_n = np.stack([s_an, sin_n * coplanarity, sin_n * np.sqrt(1.0 - coplanarity ** 2)], axis=-1)
+    f_n = np.stack([s_an, sin_n * coplanarity, sin_n * np.sqrt(1.0 - coplanarity**2)], axis=-1)
     return f_a, f_p, f_n
 
 
@@ -109,8 +124,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def one_step(rule: UpdateRule, s_ap: np.ndarray | float, s_an: np.ndarray | float, *, lr: float = 0.1,
-             coplanarity: float = 0.0, projection: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def one_step(
+    rule: UpdateRule,
+    s_ap: np.ndarray | float,
+    s_an: np.ndarray | float,
+    *,
+    lr: float = 0.1,
+    coplanarity: float = 0.0,
+    projection: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(dS_ap, dS_an)`` after one step of ``rule`` on the triplet :func:`triplet_vectors` (no entanglement).
 
     ``projection=True`` removes each vector's radial component from its step before re-normalising (the exact
@@ -118,10 +140,9 @@ def one_step(rule: UpdateRule, s_ap: np.ndarray | float, s_an: np.ndarray | floa
     """
     s_ap, s_an = np.broadcast_arrays(np.asarray(s_ap, dtype=float), np.asarray(s_an, dtype=float))
     f_a, f_p, f_n = triplet_vectors(s_ap, s_an, coplanarity)
-    w_ap, w_an = (np.broadcast_to(np.asarray(w, dtype=float), s_ap.shape)[..., None]
-                  for w in rule.weights(s_ap, s_an))
+    w_ap, w_an = (np.broadcast_to(np.asarray(w, dtype=float), s_ap.shape)[..., None] for w in rule.weights(s_ap, s_an))
     if rule.direction == "cosine":
-        to_p, from_n = f_p, -f_n                          # the anchor's directions towards p and away from n
+        to_p, from_n = f_p, -f_n  # the anchor's directions towards p and away from n
         move_p, move_n = f_a, -f_a
     else:
         to_p = _safe_unit(f_p - f_a)
@@ -139,8 +160,9 @@ def _safe_unit(v: np.ndarray) -> np.ndarray:
     return np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
 
 
-def entangle(d_ap: np.ndarray, d_an: np.ndarray, s_ap: np.ndarray, s_an: np.ndarray,
-             p: float) -> tuple[np.ndarray, np.ndarray]:
+def entangle(
+    d_ap: np.ndarray, d_an: np.ndarray, s_ap: np.ndarray, s_an: np.ndarray, p: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(dS_ap + m dS_an, dS_an + m dS_ap)`` with ``m = p S_ap S_an``: shared network weights drag neighbours along."""
     if p < 0:
         raise ValueError(f"the entanglement strength p must be >= 0; got {p}.")
@@ -161,8 +183,15 @@ class TripletField:
     lr: float
 
 
-def triplet_field(rule: UpdateRule, grid: np.ndarray | None = None, *, lr: float = 0.1, p: float = 0.0,
-                  coplanarity: float = 0.0, projection: bool = False) -> TripletField:
+def triplet_field(
+    rule: UpdateRule,
+    grid: np.ndarray | None = None,
+    *,
+    lr: float = 0.1,
+    p: float = 0.0,
+    coplanarity: float = 0.0,
+    projection: bool = False,
+) -> TripletField:
     """:func:`one_step` plus :func:`entangle` on every point of ``grid x grid`` (default 19 points in [0.05, 0.95])."""
     grid = np.linspace(0.05, 0.95, 19) if grid is None else np.asarray(grid, dtype=float)
     s_ap, s_an = np.meshgrid(grid, grid)
@@ -179,8 +208,15 @@ def collapse_share(field: TripletField) -> float:
     return float((field.d_an[hard] > 0).mean())
 
 
-def triplet_trajectory(rule: UpdateRule, start: tuple[float, float], *, steps: int = 200, lr: float = 0.1,
-                       p: float = 0.0, coplanarity: float = 0.0) -> np.ndarray:
+def triplet_trajectory(
+    rule: UpdateRule,
+    start: tuple[float, float],
+    *,
+    steps: int = 200,
+    lr: float = 0.1,
+    p: float = 0.0,
+    coplanarity: float = 0.0,
+) -> np.ndarray:
     """Follow the entangled field from ``start = (S_ap, S_an)`` for ``steps`` steps; an array ``(steps + 1, 2)``.
 
     Each step re-creates the triplet from the current similarities (the field is a function of (S_ap, S_an) only);

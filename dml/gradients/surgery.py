@@ -35,6 +35,7 @@ The update is applied through a scalar *surrogate* (:func:`surgery_loss`) whose 
 constructed one, so any optimiser and model work unchanged; its value ``sum W S`` (or ``-sum W D``) is a linear
 proxy, not a loss value to monitor.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,8 +51,15 @@ from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, 
 from dml.utils import check_embeddings_and_labels
 from dml.utils.checks import check_choice
 
-__all__ = ["DIRECTIONS", "ExplicitGradientLoss", "LossWeights", "loss_weights", "surgery_gradient", "surgery_loss",
-           "weights_from_pull_push"]
+__all__ = [
+    "DIRECTIONS",
+    "ExplicitGradientLoss",
+    "LossWeights",
+    "loss_weights",
+    "surgery_gradient",
+    "surgery_loss",
+    "weights_from_pull_push",
+]
 
 DIRECTIONS = ("cosine", "euclidean")
 WeightRule = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
@@ -68,12 +76,16 @@ def _check_weights(embeddings: Tensor, weights: Tensor) -> None:
         raise ValueError(f"embeddings must be a (N, D) tensor; got {getattr(embeddings, 'shape', type(embeddings))}.")
     n = embeddings.shape[0]
     if not isinstance(weights, Tensor) or tuple(weights.shape) != (n, n):
-        raise ValueError(f"weights must be an (N, N) = ({n}, {n}) tensor of pair weights dL/dS matching the "
-                         f"{n} embeddings; got {getattr(weights, 'shape', type(weights))}. Build it with "
-                         "weights_from_pull_push(labels, w_ap, w_an).")
+        raise ValueError(
+            f"weights must be an (N, N) = ({n}, {n}) tensor of pair weights dL/dS matching the "
+            f"{n} embeddings; got {getattr(weights, 'shape', type(weights))}. Build it with "
+            "weights_from_pull_push(labels, w_ap, w_an)."
+        )
     if not bool(embeddings.detach().isfinite().all()) or not bool(weights.detach().isfinite().all()):
-        raise ValueError("embeddings and weights must be finite; found NaN or inf. Lower the learning rate or check "
-                         "the weight rule for a division by zero.")
+        raise ValueError(
+            "embeddings and weights must be finite; found NaN or inf. Lower the learning rate or check "
+            "the weight rule for a division by zero."
+        )
 
 
 def weights_from_pull_push(labels: Tensor, w_ap: Tensor | float, w_an: Tensor | float) -> Tensor:
@@ -95,12 +107,13 @@ def _directional(unit: Tensor, weights: Tensor, direction: str) -> Tensor:
     if direction == "cosine":
         return sym @ unit
     scaled = sym / euclidean_from_similarity(unit @ unit.t(), _EPS)
-    scaled.fill_diagonal_(0)   # f_i - f_i = 0: no self term
+    scaled.fill_diagonal_(0)  # f_i - f_i = 0: no self term
     return scaled @ unit - scaled.sum(dim=1, keepdim=True) * unit
 
 
-def surgery_gradient(embeddings: Tensor, weights: Tensor, *, direction: str = "cosine",
-                     projection: bool = True) -> Tensor:
+def surgery_gradient(
+    embeddings: Tensor, weights: Tensor, *, direction: str = "cosine", projection: bool = True
+) -> Tensor:
     """The constructed gradient on the embeddings ``x`` (N, D), computed in closed form (no autograd).
 
     ``weights`` is ``W = dL/dS`` (N, N), e.g. from :func:`weights_from_pull_push` or
@@ -193,5 +206,7 @@ class ExplicitGradientLoss(nn.Module):
         return surgery_loss(embeddings, weights, direction=self.direction, projection=self.projection)
 
     def extra_repr(self) -> str:
-        return f"rule={getattr(self.rule, '__name__', self.rule)}, direction={self.direction!r}, " \
-               f"projection={self.projection}"
+        return (
+            f"rule={getattr(self.rule, '__name__', self.rule)}, direction={self.direction!r}, "
+            f"projection={self.projection}"
+        )

@@ -6,8 +6,15 @@
 Add a loss by subclassing :class:`MetricLoss`, implementing ``compute`` and decorating the class with
 ``@register("name")``; its keyword-only ``__init__`` arguments become its hyperparameters.
 """
-from dml.losses.base import (MetricLoss, PairLoss, cosine_similarity_matrix, euclidean_from_similarity, pair_masks,
-                             zero_loss)
+
+from dml.losses.base import (
+    MetricLoss,
+    PairLoss,
+    cosine_similarity_matrix,
+    euclidean_from_similarity,
+    pair_masks,
+    zero_loss,
+)
 from dml.losses.contrastive import ContrastiveLoss
 from dml.losses.ephn import EPHNLoss
 from dml.losses.lifted import LiftedStructureLoss

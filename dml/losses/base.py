@@ -1,4 +1,5 @@
 """Shared pieces of the metric losses: input validation, the cosine-similarity matrix and pair masks."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,8 +10,17 @@ from torch import Tensor, nn
 from dml.similarity import cosine_similarity_matrix, euclidean_from_similarity, pair_masks
 from dml.utils import check_embeddings_and_labels
 
-__all__ = ["MetricLoss", "PairLoss", "cosine_similarity_matrix", "euclidean_from_similarity", "mean_of_positive",
-           "mean_or_zero", "masked_logsumexp", "pair_masks", "zero_loss"]
+__all__ = [
+    "MetricLoss",
+    "PairLoss",
+    "cosine_similarity_matrix",
+    "euclidean_from_similarity",
+    "masked_logsumexp",
+    "mean_of_positive",
+    "mean_or_zero",
+    "pair_masks",
+    "zero_loss",
+]
 
 
 class MetricLoss(nn.Module):
@@ -26,8 +36,10 @@ class MetricLoss(nn.Module):
         labels = torch.as_tensor(labels, device=embeddings.device)
         check_embeddings_and_labels(embeddings, labels)
         if not embeddings.is_floating_point():
-            raise ValueError(f"embeddings must be a floating-point tensor; got {embeddings.dtype}. "
-                             "Pass the model's output, not class ids or indices.")
+            raise ValueError(
+                f"embeddings must be a floating-point tensor; got {embeddings.dtype}. "
+                "Pass the model's output, not class ids or indices."
+            )
         if labels.is_floating_point() or labels.is_complex():
             raise ValueError(f"labels must be integer class ids; got {labels.dtype}. Convert with labels.long().")
         if embeddings.dtype in (torch.float16, torch.bfloat16):

@@ -23,6 +23,7 @@ By default :math:`\\mathcal{P}` and :math:`\\mathcal{N}` are all positive and ne
 pairs ``(a, p)`` and ``(a, n)`` of every triplet, repeats kept (as PML's ``convert_to_pairs`` does), so a pair that
 appears in several triplets weighs more.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,13 +44,21 @@ _REDUCTIONS = ("nonzero", "all")
 class ContrastiveLoss(PairLoss):
     """Contrastive loss on cosine similarity (Hadsell et al. 2006); see the module docstring for the equations."""
 
-    def __init__(self, *, pos_margin: float = 1.0, neg_margin: float = 0.5, reduction: str = "nonzero",
-                 miner: str | Mapping[str, Any] | Miner | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pos_margin: float = 1.0,
+        neg_margin: float = 0.5,
+        reduction: str = "nonzero",
+        miner: str | Mapping[str, Any] | Miner | None = None,
+    ) -> None:
         super().__init__()
         check_choice(reduction, _REDUCTIONS, name="reduction")
         if not -1.0 <= neg_margin <= 1.0 or not -1.0 <= pos_margin <= 1.0:
-            raise ValueError(f"Margins are cosine similarities and must lie in [-1, 1]; got pos_margin={pos_margin}, "
-                             f"neg_margin={neg_margin}.")
+            raise ValueError(
+                f"Margins are cosine similarities and must lie in [-1, 1]; got pos_margin={pos_margin}, "
+                f"neg_margin={neg_margin}."
+            )
         self.pos_margin = pos_margin
         self.neg_margin = neg_margin
         self.reduction = reduction

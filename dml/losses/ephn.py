@@ -25,6 +25,7 @@ Where the versions differ (released code: littleredxh/EasyPositiveHardNegative `
 pytorch-metric-learning has no EPHN loss; its ``BatchEasyHardMiner(pos_strategy="easy", neg_strategy="hard")``
 selects the same triplets (without the duplicate threshold and the validity rule).
 """
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -43,8 +44,14 @@ VALIDITY = {"2020": (0.0, None), "2019": (-1.0, None), "sct": (-1.0, 1.0)}
 class EPHNLoss(PairLoss):
     """Easy-positive NCA loss with hardest (EPHN) or semi-hard (EPSHN) negatives; see the module docstring."""
 
-    def __init__(self, *, temperature: float = 0.1, negatives: str = "hardest", validity: str = "2020",
-                 duplicate_threshold: float = 0.9999) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.1,
+        negatives: str = "hardest",
+        validity: str = "2020",
+        duplicate_threshold: float = 0.9999,
+    ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got {temperature} (the released code uses 0.1).")
@@ -54,13 +61,16 @@ class EPHNLoss(PairLoss):
         self.temperature = temperature
         self.negatives = negatives
         self.validity = validity
-        self.miner = EasyPositiveMiner(negatives=negatives, duplicate_threshold=duplicate_threshold,
-                                       min_similarity=low, max_similarity=high)
+        self.miner = EasyPositiveMiner(
+            negatives=negatives, duplicate_threshold=duplicate_threshold, min_similarity=low, max_similarity=high
+        )
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         triplets = self.miner.mine(sim, labels)
         return mean_or_zero(nca_triplet_losses(sim, triplets, self.temperature), sim)
 
     def extra_repr(self) -> str:
-        return (f"temperature={self.temperature}, negatives={self.negatives!r}, validity={self.validity!r}, "
-                f"duplicate_threshold={self.miner.duplicate_threshold}")
+        return (
+            f"temperature={self.temperature}, negatives={self.negatives!r}, validity={self.validity!r}, "
+            f"duplicate_threshold={self.miner.duplicate_threshold}"
+        )

@@ -30,6 +30,7 @@ Where the sources differ, and what this module follows:
   pytorch-metric-learning's ``GeneralizedLiftedStructureLoss`` averages over all anchors and sets a missing term to 0.
   They agree when every anchor has a positive and a negative (any P×K batch with K ≥ 2).
 """
+
 from __future__ import annotations
 
 import torch

@@ -35,6 +35,7 @@ Where the sources differ, and what this module follows:
   0.1); ``learn_beta=False`` keeps it fixed (pytorch-metric-learning's default). Defaults α = 0.2, β = 1.2, ν = 0 as
   in both. The paper's per-image β term is not implemented.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -65,15 +66,26 @@ class MarginLoss(PairLoss):
             (the form a config file gives) or a :class:`~dml.mining.Miner` (see :func:`dml.mining.resolve`).
     """
 
-    def __init__(self, *, margin: float = 0.2, beta: float = 1.2, nu: float = 0.0, num_classes: int | None = None,
-                 learn_beta: bool = True, miner: str | Mapping[str, Any] | Miner | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 0.2,
+        beta: float = 1.2,
+        nu: float = 0.0,
+        num_classes: int | None = None,
+        learn_beta: bool = True,
+        miner: str | Mapping[str, Any] | Miner | None = None,
+    ) -> None:
         super().__init__()
         if margin < 0:
             raise ValueError(f"The margin-loss margin (alpha) must be >= 0; got {margin}.")
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                        or num_classes < 1):
-            raise ValueError(f"num_classes must be None (one scalar beta) or a positive integer (one beta per "
-                             f"class); got {num_classes!r}.")
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+        ):
+            raise ValueError(
+                f"num_classes must be None (one scalar beta) or a positive integer (one beta per "
+                f"class); got {num_classes!r}."
+            )
         self.margin = margin
         self.nu = nu
         self.num_classes = num_classes
@@ -103,8 +115,10 @@ class MarginLoss(PairLoss):
             pa, pb, na, nb = mined
             anchors = torch.cat([pa, na])
         else:
-            raise TypeError(f"The margin loss needs its miner to return dml.mining.Pairs or Triplets; "
-                            f"{type(self.miner).__name__} returned {type(mined).__name__}.")
+            raise TypeError(
+                f"The margin loss needs its miner to return dml.mining.Pairs or Triplets; "
+                f"{type(self.miner).__name__} returned {type(mined).__name__}."
+            )
 
         def count(index: Tensor, length: int) -> Tensor:
             return torch.bincount(index, minlength=length).to(sim.dtype)
@@ -113,8 +127,9 @@ class MarginLoss(PairLoss):
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.num_classes is not None:
-            check_class_indices(labels, self.num_classes, f"The margin loss with one beta per class "
-                                f"(num_classes={self.num_classes})")
+            check_class_indices(
+                labels, self.num_classes, f"The margin loss with one beta per class (num_classes={self.num_classes})"
+            )
         pos_count, neg_count, anchor_count = self.multiplicities(sim, labels)
         beta = self.beta.to(sim.dtype)
         beta = beta[labels] if self.num_classes is not None else beta.expand(len(labels))  # beta of each anchor
@@ -131,5 +146,4 @@ class MarginLoss(PairLoss):
 
     def extra_repr(self) -> str:
         kind = "scalar" if self.num_classes is None else f"per-class ({self.num_classes})"
-        return (f"margin={self.margin}, beta={kind}, nu={self.nu}, "
-                f"learn_beta={isinstance(self.beta, nn.Parameter)}")
+        return f"margin={self.margin}, beta={kind}, nu={self.nu}, learn_beta={isinstance(self.beta, nn.Parameter)}"

@@ -30,6 +30,7 @@ Where the sources differ, and what this module follows:
 The loss is a function of the similarity matrix only (:class:`~dml.losses.base.PairLoss`); the mining step selects
 pairs but carries no gradient.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,15 @@ from dml.losses.registry import register
 class MultiSimilarityLoss(PairLoss):
     """Multi-Similarity loss (Wang et al. 2019) with its mining step; see the module docstring for the equation."""
 
-    def __init__(self, *, alpha: float = 2.0, beta: float = 50.0, threshold: float = 0.5, epsilon: float = 0.1,
-                 mining: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 2.0,
+        beta: float = 50.0,
+        threshold: float = 0.5,
+        epsilon: float = 0.1,
+        mining: bool = True,
+    ) -> None:
         super().__init__()
         if alpha <= 0 or beta <= 0:
             raise ValueError(f"The multi-similarity scales must be > 0; got alpha={alpha}, beta={beta}.")
@@ -77,5 +85,7 @@ class MultiSimilarityLoss(PairLoss):
         return ((pos_term + neg_term) * anchors).sum() / len(labels)
 
     def extra_repr(self) -> str:
-        return (f"alpha={self.alpha}, beta={self.beta}, threshold={self.threshold}, epsilon={self.epsilon}, "
-                f"mining={self.mining}")
+        return (
+            f"alpha={self.alpha}, beta={self.beta}, threshold={self.threshold}, epsilon={self.epsilon}, "
+            f"mining={self.mining}"
+        )

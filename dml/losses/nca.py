@@ -22,6 +22,7 @@ softmax probability mass of *all* its positives against *all* other samples, wit
 coincide only when every anchor has exactly one positive and one negative (e.g. a batch of three with labels
 ``[0, 0, 1]``), with ``softmax_scale = 1/τ`` and cosine similarity as the "distance".
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -79,14 +80,17 @@ def all_triplets_nca_mean(sim: Tensor, labels: Tensor, temperature: float) -> Te
 class NCALoss(PairLoss):
     """Two-way softmax (NCA) loss on triplets with temperature ``τ``; see the module docstring."""
 
-    def __init__(self, *, temperature: float = 0.1, triplets: str = "all",
-                 miner: str | Mapping[str, Any] | Miner | None = None) -> None:
+    def __init__(
+        self, *, temperature: float = 0.1, triplets: str = "all", miner: str | Mapping[str, Any] | Miner | None = None
+    ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got {temperature} (the released code uses 0.1).")
         if triplets not in _TRIPLETS:
-            raise ValueError(f"Unknown triplets={triplets!r} for the NCA loss; choose one of {list(_TRIPLETS)}, or "
-                             "pass miner=... for another selection (e.g. miner='semihard').")
+            raise ValueError(
+                f"Unknown triplets={triplets!r} for the NCA loss; choose one of {list(_TRIPLETS)}, or "
+                "pass miner=... for another selection (e.g. miner='semihard')."
+            )
         self.temperature = temperature
         self.triplets = triplets
         self.miner = resolve_triplet_rule(triplets, miner, loss="NCA triplet")

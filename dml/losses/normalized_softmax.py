@@ -18,6 +18,7 @@ criterion compute this form. We store the weights as ``(num_classes, embedding_d
 weights). The paper's other ingredients (layer norm on the embedding, class-balanced sampling) belong to the model
 and the sampler.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -31,8 +32,9 @@ from dml.losses.registry import register
 class NormalizedSoftmaxLoss(ProxyLoss):
     """Normalized softmax cross-entropy (Zhai & Wu 2019); see the module docstring for the equation."""
 
-    def __init__(self, *, num_classes: int | None = None, embedding_dim: int | None = None,
-                 temperature: float = 0.05) -> None:
+    def __init__(
+        self, *, num_classes: int | None = None, embedding_dim: int | None = None, temperature: float = 0.05
+    ) -> None:
         super().__init__("normalized_softmax", num_classes, embedding_dim, lambda tensor: tensor.normal_())
         if temperature <= 0:
             raise ValueError(f"The normalized_softmax temperature must be > 0; got {temperature}.")

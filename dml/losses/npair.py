@@ -25,6 +25,7 @@ Where the sources differ, and what this module follows:
   norm to sharpen the softmax (the same role as in NT-Xent / SupCon); there is no penalty term. ``temperature=1``
   equals pytorch-metric-learning's ``NPairsLoss(distance=CosineSimilarity())``.
 """
+
 from __future__ import annotations
 
 import torch

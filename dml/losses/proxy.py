@@ -18,6 +18,7 @@ A label outside the range raises ``ValueError`` naming the range and this recipe
 Losses here: ``proxy_nca`` (Movshovitz-Attias et al. 2017; ProxyNCA++, Teh et al. 2020) and ``proxy_anchor``
 (Kim et al. 2020); ``normalized_softmax`` (Zhai & Wu 2019) lives in :mod:`dml.losses.normalized_softmax`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,9 +30,11 @@ from torch import Tensor, nn
 from dml.losses.base import MetricLoss, masked_logsumexp
 from dml.losses.registry import register
 
-_REMAP_HINT = ("Map the dataset's class ids to 0..C-1 once over the training set, e.g. "
-               "`classes, labels = torch.unique(torch.as_tensor(train_set.labels), return_inverse=True)`, and pass "
-               "num_classes=len(classes).")
+_REMAP_HINT = (
+    "Map the dataset's class ids to 0..C-1 once over the training set, e.g. "
+    "`classes, labels = torch.unique(torch.as_tensor(train_set.labels), return_inverse=True)`, and pass "
+    "num_classes=len(classes)."
+)
 
 
 def check_class_indices(labels: Tensor, num_classes: int, owner: str) -> None:
@@ -40,17 +43,21 @@ def check_class_indices(labels: Tensor, num_classes: int, owner: str) -> None:
         return
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
-        raise ValueError(f"{owner} indexes one learnable vector per class by label, so labels must lie in "
-                         f"0..{num_classes - 1} (num_classes={num_classes}); got labels in [{low}, {high}]. "
-                         f"{_REMAP_HINT}")
+        raise ValueError(
+            f"{owner} indexes one learnable vector per class by label, so labels must lie in "
+            f"0..{num_classes - 1} (num_classes={num_classes}); got labels in [{low}, {high}]. "
+            f"{_REMAP_HINT}"
+        )
 
 
 def _check_sizes(name: str, num_classes: int | None, embedding_dim: int | None) -> tuple[int, int]:
     if num_classes is None or embedding_dim is None:
-        raise ValueError(f"The {name} loss learns one proxy per training class and needs num_classes= (the number "
-                         f"of training classes) and embedding_dim= (the model's output size); got "
-                         f"num_classes={num_classes}, embedding_dim={embedding_dim}. In a config set "
-                         "loss.kwargs.num_classes and loss.kwargs.embedding_dim.")
+        raise ValueError(
+            f"The {name} loss learns one proxy per training class and needs num_classes= (the number "
+            f"of training classes) and embedding_dim= (the model's output size); got "
+            f"num_classes={num_classes}, embedding_dim={embedding_dim}. In a config set "
+            "loss.kwargs.num_classes and loss.kwargs.embedding_dim."
+        )
     for key, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{key} must be a positive integer for the {name} loss; got {value!r}.")
@@ -67,8 +74,9 @@ class ProxyLoss(MetricLoss):
         init: In-place initialiser applied to the ``(num_classes, embedding_dim)`` proxy tensor.
     """
 
-    def __init__(self, name: str, num_classes: int | None, embedding_dim: int | None,
-                 init: Callable[[Tensor], object]) -> None:
+    def __init__(
+        self, name: str, num_classes: int | None, embedding_dim: int | None, init: Callable[[Tensor], object]
+    ) -> None:
         super().__init__()
         self.loss_name = name
         self.num_classes, self.embedding_dim = _check_sizes(name, num_classes, embedding_dim)
@@ -78,9 +86,11 @@ class ProxyLoss(MetricLoss):
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         if embeddings.shape[1] != self.embedding_dim:
-            raise ValueError(f"The {self.loss_name} loss was built with embedding_dim={self.embedding_dim} but the "
-                             f"embeddings have {embeddings.shape[1]} columns; set embedding_dim to the model's "
-                             "output size.")
+            raise ValueError(
+                f"The {self.loss_name} loss was built with embedding_dim={self.embedding_dim} but the "
+                f"embeddings have {embeddings.shape[1]} columns; set embedding_dim to the model's "
+                "output size."
+            )
         check_class_indices(labels, self.num_classes, f"The {self.loss_name} loss")
         return self.from_similarity(self.similarity_to_proxies(embeddings), labels)
 
@@ -124,14 +134,22 @@ class ProxyNCALoss(ProxyLoss):
     N(0, 1/64) entries, as ``torch.randn(C, D) / 8`` in the ProxyNCA++ code.
     """
 
-    def __init__(self, *, num_classes: int | None = None, embedding_dim: int | None = None,
-                 temperature: float = 1 / 9, include_positive: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int | None = None,
+        embedding_dim: int | None = None,
+        temperature: float = 1 / 9,
+        include_positive: bool = True,
+    ) -> None:
         super().__init__("proxy_nca", num_classes, embedding_dim, _scaled_normal(1 / 8))
         if temperature <= 0:
             raise ValueError(f"The proxy_nca temperature must be > 0; got {temperature}.")
         if not include_positive and self.num_classes < 2:
-            raise ValueError("include_positive=False (original ProxyNCA) needs num_classes >= 2: its denominator "
-                             "runs over the other classes.")
+            raise ValueError(
+                "include_positive=False (original ProxyNCA) needs num_classes >= 2: its denominator "
+                "runs over the other classes."
+            )
         self.temperature = temperature
         self.include_positive = include_positive
 
@@ -144,8 +162,10 @@ class ProxyNCALoss(ProxyLoss):
         return (others - logits.gather(1, labels[:, None]).squeeze(1)).mean()
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
-                f"temperature={self.temperature}, include_positive={self.include_positive}")
+        return (
+            f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
+            f"temperature={self.temperature}, include_positive={self.include_positive}"
+        )
 
 
 @register("proxy_anchor")
@@ -168,10 +188,17 @@ class ProxyAnchorLoss(ProxyLoss):
     recipe trains the proxies with a learning rate 100 times the backbone's.
     """
 
-    def __init__(self, *, num_classes: int | None = None, embedding_dim: int | None = None, alpha: float = 32.0,
-                 margin: float = 0.1) -> None:
-        super().__init__("proxy_anchor", num_classes, embedding_dim,
-                         lambda tensor: nn.init.kaiming_normal_(tensor, mode="fan_out"))
+    def __init__(
+        self,
+        *,
+        num_classes: int | None = None,
+        embedding_dim: int | None = None,
+        alpha: float = 32.0,
+        margin: float = 0.1,
+    ) -> None:
+        super().__init__(
+            "proxy_anchor", num_classes, embedding_dim, lambda tensor: nn.init.kaiming_normal_(tensor, mode="fan_out")
+        )
         if alpha <= 0:
             raise ValueError(f"The proxy_anchor scale alpha must be > 0; got {alpha}.")
         self.alpha = alpha
@@ -185,6 +212,7 @@ class ProxyAnchorLoss(ProxyLoss):
         return pos_terms.sum() / with_positive + neg_terms.sum() / self.num_classes
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, alpha={self.alpha}, "
-                f"margin={self.margin}")
-
+        return (
+            f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, alpha={self.alpha}, "
+            f"margin={self.margin}"
+        )

@@ -3,6 +3,7 @@
 Hyperparameters are the keyword-only arguments of the class's ``__init__``; ``build`` checks them against that
 signature, so a typo in a config file fails at start-up with the valid names instead of being silently ignored.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -38,6 +38,7 @@ equation has a temperature is not established). Valid anchors follow the SCT cod
 semi-hard (SHN) negative and the NCA mean over valid triplets, i.e. :class:`dml.losses.EPHNLoss` with
 ``validity="sct"``, which this class delegates to (``lam`` and ``rule`` then do not apply).
 """
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -70,8 +71,16 @@ def hard_easy_split(s_ap: Tensor, s_an: Tensor, rule: str) -> tuple[Tensor, Tens
 class SCTLoss(PairLoss):
     """Selectively contrastive triplet loss (Xuan et al., ECCV 2020); see the module docstring."""
 
-    def __init__(self, *, lam: float = 1.0, temperature: float = 0.1, rule: str = "paper", reduction: str = "mean",
-                 mode: str = "sct", duplicate_threshold: float = 0.9999) -> None:
+    def __init__(
+        self,
+        *,
+        lam: float = 1.0,
+        temperature: float = 0.1,
+        rule: str = "paper",
+        reduction: str = "mean",
+        mode: str = "sct",
+        duplicate_threshold: float = 0.9999,
+    ) -> None:
         super().__init__()
         check_choice(mode, _MODES, name="mode")
         check_choice(rule, _RULES, name="rule")
@@ -81,8 +90,10 @@ class SCTLoss(PairLoss):
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got {temperature} (the released code uses 0.1).")
         if mode != "sct" and (lam != 1.0 or rule != "paper" or reduction != "mean"):
-            raise ValueError(f"mode={mode!r} is the plain easy-positive NCA baseline: lam, rule and reduction do not "
-                             "apply to it; leave them at their defaults.")
+            raise ValueError(
+                f"mode={mode!r} is the plain easy-positive NCA baseline: lam, rule and reduction do not "
+                "apply to it; leave them at their defaults."
+            )
         self.lam = lam
         self.temperature = temperature
         self.rule = rule
@@ -90,11 +101,16 @@ class SCTLoss(PairLoss):
         self.mode = mode
         low, high = VALIDITY["sct"]
         if mode == "sct":
-            self.miner = EasyPositiveMiner(negatives="hardest", duplicate_threshold=duplicate_threshold,
-                                           min_similarity=low, max_similarity=high)
+            self.miner = EasyPositiveMiner(
+                negatives="hardest", duplicate_threshold=duplicate_threshold, min_similarity=low, max_similarity=high
+            )
         else:
-            self.baseline = EPHNLoss(temperature=temperature, negatives="hardest" if mode == "hn" else "semihard",
-                                     validity="sct", duplicate_threshold=duplicate_threshold)
+            self.baseline = EPHNLoss(
+                temperature=temperature,
+                negatives="hardest" if mode == "hn" else "semihard",
+                validity="sct",
+                duplicate_threshold=duplicate_threshold,
+            )
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
         if self.mode != "sct":
@@ -113,5 +129,7 @@ class SCTLoss(PairLoss):
         return (easy_terms.sum() + hard_terms.sum()) / count
 
     def extra_repr(self) -> str:
-        return (f"lam={self.lam}, temperature={self.temperature}, rule={self.rule!r}, reduction={self.reduction!r}, "
-                f"mode={self.mode!r}")
+        return (
+            f"lam={self.lam}, temperature={self.temperature}, rule={self.rule!r}, reduction={self.reduction!r}, "
+            f"mode={self.mode!r}"
+        )

@@ -33,6 +33,7 @@ with ``C`` the prefix sums of the sorted row (kept in float64). This is exact, c
 ``O(N^2)`` memory, and autograd differentiates it through the sort and the prefix sums (the gradient is the same
 pair weights, ``-|active n|`` on ``s_ap`` and ``|active p|`` on ``s_an``, divided by the count).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -52,8 +53,9 @@ _TRIPLETS = ("all", "semihard", "hardest")
 _REDUCTIONS = ("nonzero", "all")
 
 
-def batch_all_triplet_sums(sim: Tensor, labels: Tensor, margin: float, *, semihard: bool = False
-                           ) -> tuple[Tensor, Tensor, Tensor]:
+def batch_all_triplet_sums(
+    sim: Tensor, labels: Tensor, margin: float, *, semihard: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(sum of the active triplet losses, number of active triplets, number of triplets considered)``.
 
     Active means ``s_an > s_ap - margin``. With ``semihard=True`` only the semi-hard triplets (active and
@@ -77,8 +79,14 @@ def batch_all_triplet_sums(sim: Tensor, labels: Tensor, margin: float, *, semiha
 class TripletLoss(PairLoss):
     """Triplet margin loss on cosine similarity; see the module docstring for the equation and the options."""
 
-    def __init__(self, *, margin: float = 0.1, triplets: str = "all", reduction: str = "nonzero",
-                 miner: str | Mapping[str, Any] | Miner | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        margin: float = 0.1,
+        triplets: str = "all",
+        reduction: str = "nonzero",
+        miner: str | Mapping[str, Any] | Miner | None = None,
+    ) -> None:
         super().__init__()
         check_choice(triplets, _TRIPLETS, name="triplets")
         check_choice(reduction, _REDUCTIONS, name="reduction")
@@ -94,8 +102,9 @@ class TripletLoss(PairLoss):
             mined = mine_triplets(self.miner, sim, labels, loss="triplet")
             losses = F.relu(sim[mined.anchor, mined.negative] - sim[mined.anchor, mined.positive] + self.margin)
             return (mean_of_positive if self.reduction == "nonzero" else mean_or_zero)(losses, sim)
-        total, active, considered = batch_all_triplet_sums(sim, labels, self.margin,
-                                                           semihard=self.triplets == "semihard")
+        total, active, considered = batch_all_triplet_sums(
+            sim, labels, self.margin, semihard=self.triplets == "semihard"
+        )
         denominator = active if self.reduction == "nonzero" else considered
         if int(active) == 0 or int(denominator) == 0:
             return zero_loss(sim)

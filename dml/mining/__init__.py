@@ -6,6 +6,7 @@
 Registered miners: ``semihard`` (FaceNet), ``hardest_negative`` (batch hard), ``easy_positive`` (EPHN / EPSHN) and
 ``distance_weighted`` (Wu et al. 2017). Losses accept any of them through ``miner=`` (see :func:`resolve`).
 """
+
 from dml.mining.base import Miner, Pairs, Triplets
 from dml.mining.distance_weighted import DistanceWeightedMiner
 from dml.mining.easy_positive import EasyPositiveMiner
@@ -14,5 +15,18 @@ from dml.mining.registry import available, build, register, resolve
 from dml.mining.semihard import SemiHardMiner
 from dml.mining.triplet_rule import mine_triplets, resolve_triplet_rule
 
-__all__ = ["DistanceWeightedMiner", "EasyPositiveMiner", "HardestNegativeMiner", "Miner", "Pairs", "SemiHardMiner",
-           "Triplets", "available", "build", "mine_triplets", "register", "resolve", "resolve_triplet_rule"]
+__all__ = [
+    "DistanceWeightedMiner",
+    "EasyPositiveMiner",
+    "HardestNegativeMiner",
+    "Miner",
+    "Pairs",
+    "SemiHardMiner",
+    "Triplets",
+    "available",
+    "build",
+    "mine_triplets",
+    "register",
+    "resolve",
+    "resolve_triplet_rule",
+]

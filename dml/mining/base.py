@@ -6,6 +6,7 @@ They work on the cosine-similarity matrix ``S`` (detached: selecting a tuple is 
 that consumes the indices still sees the embeddings only through ``S`` and stays decomposable
 (:mod:`dml.gradients`).
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -40,8 +41,9 @@ class Miner(torch.nn.Module):
         labels = torch.as_tensor(labels, device=embeddings.device).long()
         self.observe(embeddings)
         with torch.no_grad():
-            sim = cosine_similarity_matrix(embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16)
-                                           else embeddings)
+            sim = cosine_similarity_matrix(
+                embeddings.float() if embeddings.dtype in (torch.float16, torch.bfloat16) else embeddings
+            )
         return self.mine(sim, labels)
 
     def observe(self, embeddings: Tensor) -> None:

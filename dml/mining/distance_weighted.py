@@ -36,6 +36,7 @@ embeddings it sees (``miner(embeddings, labels)``, or through a loss that owns i
 generator unless ``seed`` (or an explicit ``generator``) is given; the seeded generators' states are part of
 ``state_dict()``, so training resumes exactly.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,15 +57,25 @@ _POSITIVES = ("all", "random")
 class DistanceWeightedMiner(Miner):
     """Negatives drawn with probability ``∝ q(d)^{-1}`` (Wu et al. 2017); see the module docstring."""
 
-    def __init__(self, *, cutoff: float = 0.5, nonzero_loss_cutoff: float | None = 1.4, positives: str = "all",
-                 dim: int | None = None, seed: int | None = None, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cutoff: float = 0.5,
+        nonzero_loss_cutoff: float | None = 1.4,
+        positives: str = "all",
+        dim: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         check_choice(positives, _POSITIVES, name="positives")
         if not 0.0 < cutoff < 2.0:
             raise ValueError(f"cutoff is a Euclidean distance on the unit sphere and must lie in (0, 2); got {cutoff}.")
         if nonzero_loss_cutoff is not None and not cutoff < nonzero_loss_cutoff <= 2.0:
-            raise ValueError(f"nonzero_loss_cutoff must lie in (cutoff, 2] = ({cutoff}, 2]; got {nonzero_loss_cutoff}"
-                             ". Use None to apply no upper cutoff (RevisitDML).")
+            raise ValueError(
+                f"nonzero_loss_cutoff must lie in (cutoff, 2] = ({cutoff}, 2]; got {nonzero_loss_cutoff}"
+                ". Use None to apply no upper cutoff (RevisitDML)."
+            )
         if dim is not None and dim < 2:
             raise ValueError(f"dim is the embedding dimension and must be >= 2; got {dim}.")
         if seed is not None and generator is not None:
@@ -84,9 +95,11 @@ class DistanceWeightedMiner(Miner):
     def _dimension(self) -> int:
         dim = self.dim if self.dim is not None else self._observed_dim
         if dim is None:
-            raise ValueError("Distance-weighted sampling needs the embedding dimension, which the similarity matrix "
-                             "does not carry. Pass dim=... to the miner, or call it on embeddings "
-                             "(miner(embeddings, labels)) before calling mine(sim, labels).")
+            raise ValueError(
+                "Distance-weighted sampling needs the embedding dimension, which the similarity matrix "
+                "does not carry. Pass dim=... to the miner, or call it on embeddings "
+                "(miner(embeddings, labels)) before calling mine(sim, labels)."
+            )
         if dim < 2:
             raise ValueError(f"Distance-weighted sampling needs embeddings of dimension >= 2; got {dim}.")
         return dim
@@ -149,5 +162,7 @@ class DistanceWeightedMiner(Miner):
                 self._generator_for(torch.device(key)).set_state(generator_state)
 
     def extra_repr(self) -> str:
-        return (f"cutoff={self.cutoff}, nonzero_loss_cutoff={self.nonzero_loss_cutoff}, positives={self.positives!r}"
-                f", dim={self.dim}, seed={self.seed}")
+        return (
+            f"cutoff={self.cutoff}, nonzero_loss_cutoff={self.nonzero_loss_cutoff}, positives={self.positives!r}"
+            f", dim={self.dim}, seed={self.seed}"
+        )

@@ -21,6 +21,7 @@ same selection feeds the SCT loss (Xuan et al., ECCV 2020, arXiv:2007.12749). As
   ``V_pos > 0 and V_neg > 0`` (``min_similarity=0``); EPHN 2019 code ``> -1`` (``min_similarity=-1``, which with
   the code's ``-1`` fill value means "exists"); SCT code ``-1 < V < 1`` (``min_similarity=-1, max_similarity=1``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,16 +40,26 @@ _NEGATIVES = ("hardest", "semihard")
 class EasyPositiveMiner(Miner):
     """One triplet per anchor: most similar positive, hardest or semi-hard negative; see the module docstring."""
 
-    def __init__(self, *, negatives: str = "hardest", duplicate_threshold: float = 0.9999,
-                 min_similarity: float | None = None, max_similarity: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        negatives: str = "hardest",
+        duplicate_threshold: float = 0.9999,
+        min_similarity: float | None = None,
+        max_similarity: float | None = None,
+    ) -> None:
         super().__init__()
         check_choice(negatives, _NEGATIVES, name="negatives")
         if not -1.0 < duplicate_threshold <= 1.0:
-            raise ValueError(f"duplicate_threshold is a cosine similarity and must lie in (-1, 1]; got "
-                             f"{duplicate_threshold} (the released code uses 0.9999; 1 keeps every positive).")
+            raise ValueError(
+                f"duplicate_threshold is a cosine similarity and must lie in (-1, 1]; got "
+                f"{duplicate_threshold} (the released code uses 0.9999; 1 keeps every positive)."
+            )
         if min_similarity is not None and max_similarity is not None and min_similarity >= max_similarity:
-            raise ValueError(f"min_similarity ({min_similarity}) must be below max_similarity ({max_similarity}); "
-                             "otherwise no anchor can be valid.")
+            raise ValueError(
+                f"min_similarity ({min_similarity}) must be below max_similarity ({max_similarity}); "
+                "otherwise no anchor can be valid."
+            )
         self.negatives = negatives
         self.duplicate_threshold = duplicate_threshold
         self.min_similarity = min_similarity
@@ -73,5 +84,7 @@ class EasyPositiveMiner(Miner):
         return Triplets(anchor, positive[anchor], negative[anchor])
 
     def extra_repr(self) -> str:
-        return (f"negatives={self.negatives!r}, duplicate_threshold={self.duplicate_threshold}, "
-                f"min_similarity={self.min_similarity}, max_similarity={self.max_similarity}")
+        return (
+            f"negatives={self.negatives!r}, duplicate_threshold={self.duplicate_threshold}, "
+            f"min_similarity={self.min_similarity}, max_similarity={self.max_similarity}"
+        )

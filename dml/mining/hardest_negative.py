@@ -13,6 +13,7 @@ with:
 
 Anchors without a positive or without a negative yield no triplet. Ties go to the lowest batch index.
 """
+
 from __future__ import annotations
 
 from torch import Tensor

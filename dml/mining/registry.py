@@ -1,4 +1,5 @@
 """The miner registry: ``build(name, **hyperparameters)`` like :func:`dml.losses.build`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -35,9 +36,12 @@ def resolve(miner: str | Mapping[str, Any] | Miner | None) -> Miner | None:
         return build(miner)
     if isinstance(miner, Mapping):
         if "name" not in miner:
-            raise ValueError(f"A miner given as a mapping needs a 'name' key (one of {available()}); got keys "
-                             f"{sorted(miner)}.")
+            raise ValueError(
+                f"A miner given as a mapping needs a 'name' key (one of {available()}); got keys {sorted(miner)}."
+            )
         options = {key: value for key, value in miner.items() if key != "name"}
         return build(miner["name"], **options)
-    raise TypeError(f"miner must be None, a registered miner name ({available()}), a mapping with a 'name' key, "
-                    f"or a dml.mining.Miner instance; got {type(miner).__name__}.")
+    raise TypeError(
+        f"miner must be None, a registered miner name ({available()}), a mapping with a 'name' key, "
+        f"or a dml.mining.Miner instance; got {type(miner).__name__}."
+    )

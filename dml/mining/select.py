@@ -3,6 +3,7 @@
 Every miner works row by row on the similarity matrix: row ``a`` holds anchor ``a``. These helpers replace the
 Python loop over anchors of the released research code with masked reductions and a per-row sort.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -55,12 +56,12 @@ def sort_negatives(sim: Tensor, neg: Tensor) -> SortedNegatives:
 def count_below(sorted_negatives: SortedNegatives, thresholds: Tensor, *, inclusive: bool) -> Tensor:
     """``k[a, j]`` = number of entries of row ``a`` (``-inf`` padding included) that are ``< thresholds[a, j]``
     (``<=`` with ``inclusive=True``): the sorted position where the entries above the threshold start."""
-    return torch.searchsorted(sorted_negatives.values.detach().contiguous(), thresholds.detach().contiguous(),
-                              right=inclusive)
+    return torch.searchsorted(
+        sorted_negatives.values.detach().contiguous(), thresholds.detach().contiguous(), right=inclusive
+    )
 
 
-def expand_ranges(anchor: Tensor, positive: Tensor, start: Tensor, count: Tensor,
-                  order: Tensor) -> Triplets:
+def expand_ranges(anchor: Tensor, positive: Tensor, start: Tensor, count: Tensor, order: Tensor) -> Triplets:
     """Triplets ``(anchor[i], positive[i], order[anchor[i], start[i] + k])`` for ``k < count[i]``, without a loop."""
     total = int(count.sum())
     if total == 0:

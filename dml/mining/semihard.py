@@ -29,6 +29,7 @@ Two conventions exist and ``select`` picks one:
 RevisitDML's ``batchminer/semihard.py`` is a third, stochastic convention (one random positive per anchor, a random
 semi-hard negative, a random negative when there is none); it is not offered here.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,10 @@ class SemiHardMiner(Miner):
         check_choice(select, _SELECT, name="select")
         check_choice(fallback, _FALLBACK, name="fallback")
         if select == "all" and fallback != "drop":
-            raise ValueError("fallback only applies to select='one' (one negative per anchor-positive pair); "
-                             "with select='all' a pair without semi-hard negatives simply yields no triplet.")
+            raise ValueError(
+                "fallback only applies to select='one' (one negative per anchor-positive pair); "
+                "with select='all' a pair without semi-hard negatives simply yields no triplet."
+            )
         if not 0.0 <= margin <= 2.0:
             raise ValueError(f"margin is a cosine-similarity gap and must lie in [0, 2]; got {margin}.")
         self.margin = margin

@@ -5,6 +5,7 @@
 
 Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional ImageNet weights, ``small_cnn``).
 """
+
 from dml.models.embedding import EmbeddingModel, build
 from dml.models.head import EmbeddingHead
 from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling

@@ -1,4 +1,5 @@
 """The full model: images -> backbone feature map -> embedding head -> embeddings (B, embedding_dim)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,16 +23,25 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         if images.dim() != 4:
-            raise ValueError(f"EmbeddingModel expects a batch of images (B, C, H, W); got shape {tuple(images.shape)}. "
-                             "Add a batch dimension with images.unsqueeze(0) for a single image.")
+            raise ValueError(
+                f"EmbeddingModel expects a batch of images (B, C, H, W); got shape {tuple(images.shape)}. "
+                "Add a batch dimension with images.unsqueeze(0) for a single image."
+            )
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(images))
 
 
-def build(backbone: str = "small_cnn", *, embedding_dim: int = 64, pooling: str = "avg", normalize: bool = True,
-          pretrained: bool = False, channels_last: bool = False,
-          backbone_kwargs: dict[str, Any] | None = None) -> EmbeddingModel:
+def build(
+    backbone: str = "small_cnn",
+    *,
+    embedding_dim: int = 64,
+    pooling: str = "avg",
+    normalize: bool = True,
+    pretrained: bool = False,
+    channels_last: bool = False,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> EmbeddingModel:
     """Build an :class:`EmbeddingModel` from a registered backbone name.
 
     ``channels_last`` stores weights and inputs in NHWC memory format (faster convolutions with AMP on recent

@@ -6,6 +6,7 @@ L2 normalisation puts every embedding on the unit sphere, where squared Euclidea
 are equivalent (``||a - b||^2 = 2 - 2 a.b``); most DML losses assume it (Wu et al., "Sampling Matters in Deep
 Embedding Learning", ICCV 2017; Musgrave et al., "A Metric Learning Reality Check", ECCV 2020).
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F

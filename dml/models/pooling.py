@@ -7,6 +7,7 @@ Annotation", TPAMI 2018 (arXiv:1711.02512), Eq. 2:
 
 ``p = 1`` is average pooling and ``p -> inf`` tends to max pooling; ``p`` is learned (initialised to 3).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from dml.utils.checks import check_choice
 
 
@@ -27,8 +29,9 @@ class GeM(nn.Module):
     def __init__(self, *, p: float = 3.0, eps: float = 1e-6, learnable: bool = True) -> None:
         super().__init__()
         if p <= 0:
-            raise ValueError(f"GeM needs p > 0; got p={p}. Use p=1 for average pooling or a large p for max-like "
-                             "pooling.")
+            raise ValueError(
+                f"GeM needs p > 0; got p={p}. Use p=1 for average pooling or a large p for max-like pooling."
+            )
         self.eps = eps
         p_tensor = torch.tensor(float(p))
         if learnable:

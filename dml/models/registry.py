@@ -1,4 +1,5 @@
 """The backbone registry: ``name -> factory(*, pretrained, **kwargs) -> nn.Module`` with ``out_channels``."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -4,6 +4,7 @@ The classifier (global pooling + fc) is removed: the backbone returns the last f
 head chooses the pooling. ImageNet weights come from torchvision's weights API. torchvision is imported when a
 ResNet is built, not with :mod:`dml.models` (it takes seconds to import).
 """
+
 from __future__ import annotations
 
 import os

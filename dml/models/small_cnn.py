@@ -1,4 +1,5 @@
 """A small conv-norm-ReLU network for CPU smoke runs on 16-64 px images."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,8 +38,11 @@ class SmallCNN(nn.Module):
         for i, width in enumerate(widths):
             if i > 0:
                 layers.append(nn.MaxPool2d(2))
-            layers += [nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"), _norm(norm, width),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1, bias=norm == "none"),
+                _norm(norm, width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
         self.out_channels = channels
@@ -48,9 +52,12 @@ class SmallCNN(nn.Module):
 
 
 @register_backbone("small_cnn")
-def small_cnn(*, pretrained: bool = False, widths: Sequence[int] = (32, 64, 128), norm: str = "batch",
-              in_channels: int = 3) -> SmallCNN:
+def small_cnn(
+    *, pretrained: bool = False, widths: Sequence[int] = (32, 64, 128), norm: str = "batch", in_channels: int = 3
+) -> SmallCNN:
     if pretrained:
-        raise ValueError("small_cnn has no pretrained weights; pass pretrained=False "
-                         "(or use backbone 'resnet18'/'resnet50' for ImageNet weights).")
+        raise ValueError(
+            "small_cnn has no pretrained weights; pass pretrained=False "
+            "(or use backbone 'resnet18'/'resnet50' for ImageNet weights)."
+        )
     return SmallCNN(in_channels=in_channels, widths=tuple(widths), norm=norm)

@@ -15,8 +15,10 @@ A reproduction lives in a folder next to its notebook (``notebooks/<paper>/``):
 Nothing here depends on where the package is installed: a bare experiment name and the default ``results/`` root
 are found from the current directory (:func:`find_root`), or passed in.
 """
+
 from __future__ import annotations
 
+import contextlib
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,8 +40,10 @@ def find_root(start: str | Path | None = None, *, argument: str = "the folder") 
     for folder in (here, *here.parents):
         if (folder / "notebooks").is_dir() or (folder / "results").is_dir():
             return folder
-    raise FileNotFoundError(f"No folder at or above {here} holds notebooks/ or results/; pass {argument} "
-                            "explicitly or run from inside a checkout of the course.")
+    raise FileNotFoundError(
+        f"No folder at or above {here} holds notebooks/ or results/; pass {argument} "
+        "explicitly or run from inside a checkout of the course."
+    )
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,10 @@ class Experiment:
     def config_path(self, dataset: str) -> Path:
         path = self.folder / f"{dataset}.yaml"
         if not path.is_file():
-            raise ConfigError(f"Experiment {self.paper!r} has no config for dataset {dataset!r} ({path} is missing); "
-                              f"choose one of {self.datasets()}.")
+            raise ConfigError(
+                f"Experiment {self.paper!r} has no config for dataset {dataset!r} ({path} is missing); "
+                f"choose one of {self.datasets()}."
+            )
         return path
 
     def profile(self, name: str) -> Profile:
@@ -86,12 +92,16 @@ class Experiment:
         fixed = self.profile(profile).dataset
         if fixed is not None:
             if dataset not in (None, fixed):
-                raise ValueError(f"profile={profile!r} runs on the built-in dataset {fixed!r}, not {dataset!r}; use "
-                                 f"profile='full' for a real benchmark ({self.real_datasets()}).")
+                raise ValueError(
+                    f"profile={profile!r} runs on the built-in dataset {fixed!r}, not {dataset!r}; use "
+                    f"profile='full' for a real benchmark ({self.real_datasets()})."
+                )
             return fixed
         if dataset is None or dataset not in self.real_datasets():
-            raise ValueError(f"profile={profile!r} needs a real benchmark: set dataset to one of "
-                             f"{self.real_datasets()} (got {dataset!r}).")
+            raise ValueError(
+                f"profile={profile!r} needs a real benchmark: set dataset to one of "
+                f"{self.real_datasets()} (got {dataset!r})."
+            )
         return dataset
 
     def real_datasets(self) -> list[str]:
@@ -101,30 +111,52 @@ class Experiment:
     def overrides(self, method: str, *, dataset: str, profile: str) -> list[str]:
         """The overrides of one run, in the order they apply: profile, method, the method on this dataset."""
         if method not in self.methods:
-            raise ValueError(f"Unknown method {method!r} of experiment {self.paper!r}; choose one of "
-                             f"{list(self.methods)}.")
-        return (list(self.profile(profile).overrides) + list(self.methods[method])
-                + list(self.dataset_methods.get(dataset, {}).get(method, ())))
+            raise ValueError(
+                f"Unknown method {method!r} of experiment {self.paper!r}; choose one of {list(self.methods)}."
+            )
+        return (
+            list(self.profile(profile).overrides)
+            + list(self.methods[method])
+            + list(self.dataset_methods.get(dataset, {}).get(method, ()))
+        )
 
-    def config(self, method: str, *, dataset: str, profile: str, seed: int, output_dir: str | Path,
-               overrides: Sequence[str] = ()) -> Config:
+    def config(
+        self,
+        method: str,
+        *,
+        dataset: str,
+        profile: str,
+        seed: int,
+        output_dir: str | Path,
+        overrides: Sequence[str] = (),
+    ) -> Config:
         """The resolved :class:`~dml.train.Config` of one run (``overrides`` apply last, before seed and folder)."""
-        everything = [o.replace("{seed}", str(int(seed)))
-                      for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)]
+        everything = [
+            o.replace("{seed}", str(int(seed)))
+            for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)
+        ]
         everything += [f"seed={int(seed)}", f"output_dir={output_dir}"]
         return load_config(self.config_path(dataset), everything)
 
-    def command(self, method: str, *, dataset: str, profile: str, seed: int, output_dir: str | Path,
-                overrides: Sequence[str] = ()) -> str:
+    def command(
+        self,
+        method: str,
+        *,
+        dataset: str,
+        profile: str,
+        seed: int,
+        output_dir: str | Path,
+        overrides: Sequence[str] = (),
+    ) -> str:
         """The ``dml train`` command line that trains the same run (paths relative to the repository root)."""
-        everything = [o.replace("{seed}", str(int(seed)))
-                      for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)]
+        everything = [
+            o.replace("{seed}", str(int(seed)))
+            for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)
+        ]
         everything.append(f"seed={int(seed)}")
         config = self.config_path(dataset)
-        try:
+        with contextlib.suppress(FileNotFoundError, ValueError):
             config = config.relative_to(find_root(self.folder))
-        except (FileNotFoundError, ValueError):
-            pass
         parts = ["dml", "train", str(config)] + [f"--set {shlex.quote(o)}" for o in everything]
         return " ".join(parts + ["--output-dir", shlex.quote(str(output_dir))])
 
@@ -148,34 +180,52 @@ def load_experiment(folder: str | Path) -> Experiment:
             path = candidate
     spec_path = path / "experiment.yaml"
     if not spec_path.is_file():
-        raise FileNotFoundError(f"{spec_path} does not exist; an experiment folder holds experiment.yaml and one "
-                                "config per dataset (see notebooks/README.md).")
+        raise FileNotFoundError(
+            f"{spec_path} does not exist; an experiment folder holds experiment.yaml and one "
+            "config per dataset (see notebooks/README.md)."
+        )
     spec = yaml.safe_load(spec_path.read_text()) or {}
     unknown = sorted(set(spec) - {"paper", "title", "methods", "dataset_methods", "profiles"})
     if unknown or "paper" not in spec or not spec.get("methods"):
-        raise ConfigError(f"{spec_path}: needs 'paper' and 'methods' (and may have 'title', 'dataset_methods', "
-                          f"'profiles'); unknown keys: {unknown}.")
+        raise ConfigError(
+            f"{spec_path}: needs 'paper' and 'methods' (and may have 'title', 'dataset_methods', "
+            f"'profiles'); unknown keys: {unknown}."
+        )
     profiles = {}
     for name, p in (spec.get("profiles") or {}).items():
         extra = sorted(set(p) - {"dataset", "seeds", "overrides", "device"})
         if extra:
-            raise ConfigError(f"{spec_path}: profile {name!r} has unknown keys {extra}; valid: dataset, seeds, "
-                              "overrides, device.")
+            raise ConfigError(
+                f"{spec_path}: profile {name!r} has unknown keys {extra}; valid: dataset, seeds, overrides, device."
+            )
         device = p.get("device", "cpu")
         if device not in DEVICES:
             raise ConfigError(f"{spec_path}: profile {name!r} device must be one of {list(DEVICES)}; got {device!r}.")
-        profiles[name] = Profile(name=name, dataset=p.get("dataset"), seeds=tuple(int(s) for s in p.get("seeds", [0])),
-                                 overrides=tuple(p.get("overrides") or ()), device=device)
+        profiles[name] = Profile(
+            name=name,
+            dataset=p.get("dataset"),
+            seeds=tuple(int(s) for s in p.get("seeds", [0])),
+            overrides=tuple(p.get("overrides") or ()),
+            device=device,
+        )
     methods = {name: tuple(o or ()) for name, o in spec["methods"].items()}
-    dataset_methods = {d: {m: tuple(o or ()) for m, o in per.items()}
-                       for d, per in (spec.get("dataset_methods") or {}).items()}
+    dataset_methods = {
+        d: {m: tuple(o or ()) for m, o in per.items()} for d, per in (spec.get("dataset_methods") or {}).items()
+    }
     for dataset, per in dataset_methods.items():
         strange = sorted(set(per) - set(methods))
         if strange:
-            raise ConfigError(f"{spec_path}: dataset_methods.{dataset} names unknown methods {strange}; methods are "
-                              f"{list(methods)}.")
-    return Experiment(paper=str(spec["paper"]), title=str(spec.get("title", spec["paper"])), folder=path.resolve(),
-                      methods=methods, dataset_methods=dataset_methods, profiles=profiles)
+            raise ConfigError(
+                f"{spec_path}: dataset_methods.{dataset} names unknown methods {strange}; methods are {list(methods)}."
+            )
+    return Experiment(
+        paper=str(spec["paper"]),
+        title=str(spec.get("title", spec["paper"])),
+        folder=path.resolve(),
+        methods=methods,
+        dataset_methods=dataset_methods,
+        profiles=profiles,
+    )
 
 
 def check_device(config: Config, *, profile: str) -> None:
@@ -184,6 +234,8 @@ def check_device(config: Config, *, profile: str) -> None:
     import torch
 
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"profile={profile!r} runs the released recipe (ResNet-50, the real benchmark) and needs a "
-                           "CUDA GPU, but torch.cuda.is_available() is False. On Colab choose Runtime → Change "
-                           "runtime type → GPU; on a CPU use profile='medium' (built-in data, minutes).")
+        raise RuntimeError(
+            f"profile={profile!r} runs the released recipe (ResNet-50, the real benchmark) and needs a "
+            "CUDA GPU, but torch.cuda.is_available() is False. On Colab choose Runtime → Change "
+            "runtime type → GPU; on a CPU use profile='medium' (built-in data, minutes)."
+        )

@@ -1,4 +1,5 @@
 """Small pieces every reproduction page repeats: where its runs go, a quiet trainer, curves with an epoch 0."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,9 @@ def quiet(enabled: bool = True) -> contextlib.AbstractContextManager:
     return contextlib.redirect_stdout(io.StringIO()) if enabled else contextlib.nullcontext()
 
 
-def run_folder(experiment: Experiment, *, output_dir: str | Path, dataset: str, builtin: bool,
-               root: str | Path | None = None) -> Path:
+def run_folder(
+    experiment: Experiment, *, output_dir: str | Path, dataset: str, builtin: bool, root: str | Path | None = None
+) -> Path:
     """Where a page trains: a fresh temporary folder for the built-in-data profiles (a book build never writes
     into the repository), else ``output_dir/<dataset>``, a relative ``output_dir`` being taken from ``root``
     (default: :func:`~dml.reproduce.find_root` of the experiment folder, like the printed ``dml train`` lines)."""
@@ -28,8 +30,10 @@ def run_folder(experiment: Experiment, *, output_dir: str | Path, dataset: str, 
         return Path(tempfile.mkdtemp(prefix=f"dml-{experiment.paper}-")) / output_dir / dataset
     base = Path(output_dir)
     if not base.is_absolute():
-        base = Path(root if root is not None else find_root(experiment.folder, argument="output_dir as an absolute "
-                                                                                         "path")) / base
+        base = (
+            Path(root if root is not None else find_root(experiment.folder, argument="output_dir as an absolute path"))
+            / base
+        )
     return base / dataset
 
 
@@ -43,12 +47,12 @@ def chance_recall(labels: Sequence[Any]) -> float:
     return float(np.sum(counts * (counts - 1)) / (total * (total - 1)))
 
 
-def curve_from_epoch_zero(results: Sequence[RunResult], key: str, epoch0: Mapping[int, Mapping[str, Any]]
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def curve_from_epoch_zero(
+    results: Sequence[RunResult], key: str, epoch0: Mapping[int, Mapping[str, Any]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`~dml.reproduce.epoch_curve` of ``key`` with the epoch-0 records (by seed) prepended: ``(epochs,
     mean, std)`` over the seeds, NaN-aware (an undefined epoch-0 value is skipped)."""
     epochs, mean, std = epoch_curve(results, key)
-    start = np.array([np.nan if epoch0[r.seed].get(key) is None else epoch0[r.seed][key] for r in results],
-                     dtype=float)
+    start = np.array([np.nan if epoch0[r.seed].get(key) is None else epoch0[r.seed][key] for r in results], dtype=float)
     with np.errstate(invalid="ignore"):
         return np.r_[0, epochs], np.r_[np.nanmean(start), mean], np.r_[np.nanstd(start), std]

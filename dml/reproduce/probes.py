@@ -3,6 +3,7 @@
 This is the one module of :mod:`dml.reproduce` that calls into :mod:`dml.train` for data, evaluation and the
 initial model, so that no page re-implements the trainer's seeding order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,8 +18,14 @@ def probe(config: Config, split: str, limit: int | None = None, *, seed: int = 0
     from dml.data import evaluation_split
     from dml.train import resolve_device
 
-    return evaluation_split(config.data, split, batch_size=config.eval.batch_size,
-                            device=resolve_device(config.device), max_items=limit, seed=seed)[0]
+    return evaluation_split(
+        config.data,
+        split,
+        batch_size=config.eval.batch_size,
+        device=resolve_device(config.device),
+        max_items=limit,
+        seed=seed,
+    )[0]
 
 
 def split_labels(config: Config, split: str) -> Any:
@@ -33,8 +40,13 @@ def test_evaluation(config: Config) -> Any:
     from dml.data import build_loaders
     from dml.train import resolve_device
 
-    return build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
-                         eval_batch_size=config.eval.batch_size, device=resolve_device(config.device)).evaluation
+    return build_loaders(
+        config.data,
+        protocol=config.eval.protocol,
+        seed=config.seed,
+        eval_batch_size=config.eval.batch_size,
+        device=resolve_device(config.device),
+    ).evaluation
 
 
 test_evaluation.__test__ = False  # not a pytest test
@@ -50,8 +62,9 @@ def initial_model(config: Config) -> Any:
     return build_model(config).to(resolve_device(config.device))
 
 
-def epoch_zero(config: Config, *, diagnostics: Mapping[str, Any] | None = None,
-               probe_limit: int | None = None) -> dict[str, Any]:
+def epoch_zero(
+    config: Config, *, diagnostics: Mapping[str, Any] | None = None, probe_limit: int | None = None
+) -> dict[str, Any]:
     """The epoch-0 record of a run: test metrics of :func:`initial_model` and, when ``diagnostics`` (keyword
     arguments of :func:`dml.diagnostics.epoch_diagnostics`) are given, the diagnostics of the training split
     (at most ``probe_limit`` images) under ``train_`` keys, as :func:`dml.diagnostics.diagnostics_callback` records
@@ -62,20 +75,40 @@ def epoch_zero(config: Config, *, diagnostics: Mapping[str, Any] | None = None,
 
     model = initial_model(config)
     e = config.eval
-    metrics = evaluate(model, test_evaluation(config), ks=e.ks, include=e.include, batch_size=e.batch_size,
-                       device=resolve_device(config.device), seed=config.seed)
+    metrics = evaluate(
+        model,
+        test_evaluation(config),
+        ks=e.ks,
+        include=e.include,
+        batch_size=e.batch_size,
+        device=resolve_device(config.device),
+        seed=config.seed,
+    )
     record = {"epoch": 0, **metrics}
     if diagnostics is not None:
-        record.update(epoch_diagnostics(model, probe(config, "train", probe_limit), batch_size=config.eval.batch_size,
-                                        prefix="train_", **diagnostics))
+        record.update(
+            epoch_diagnostics(
+                model,
+                probe(config, "train", probe_limit),
+                batch_size=config.eval.batch_size,
+                prefix="train_",
+                **diagnostics,
+            )
+        )
     return record
 
 
-def train_diagnostics_callback(config: Config, *, diagnostics: Mapping[str, Any],
-                               probe_limit: int | None = None) -> Any:
+def train_diagnostics_callback(
+    config: Config, *, diagnostics: Mapping[str, Any], probe_limit: int | None = None
+) -> Any:
     """A :func:`dml.diagnostics.diagnostics_callback` on the training split (at most ``probe_limit`` images) for
     the epochs the run evaluates (``config.eval.every`` and the last); the ``callback`` of :func:`run_methods`."""
     from dml.diagnostics import diagnostics_callback
 
-    return diagnostics_callback({"train": probe(config, "train", probe_limit)}, batch_size=config.eval.batch_size,
-                                every=config.eval.every, last=config.train.epochs, **diagnostics)
+    return diagnostics_callback(
+        {"train": probe(config, "train", probe_limit)},
+        batch_size=config.eval.batch_size,
+        every=config.eval.every,
+        last=config.train.epochs,
+        **diagnostics,
+    )

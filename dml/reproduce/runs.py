@@ -6,6 +6,7 @@ resumed from its checkpoint. :func:`summarize` gives mean ± std over seeds, wit
 deviation, :math:`\sigma = \sqrt{\tfrac{1}{n}\sum_i (x_i - \bar x)^2}` (``ddof=0``).
 :func:`save_full_run` records a full run (commit, date, GPU, seeds, resolved configs) as JSON.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,10 +39,18 @@ class RunResult:
     reused: bool = False
 
 
-def run_methods(experiment: Experiment, methods: Sequence[str], *, dataset: str, profile: str,
-                seeds: Sequence[int], output_dir: str | Path, overrides: Sequence[str] = (),
-                callback: Callable[[Config], EpochCallback | None] | None = None,
-                log: Callable[[str], None] | None = print) -> dict[str, list[RunResult]]:
+def run_methods(
+    experiment: Experiment,
+    methods: Sequence[str],
+    *,
+    dataset: str,
+    profile: str,
+    seeds: Sequence[int],
+    output_dir: str | Path,
+    overrides: Sequence[str] = (),
+    callback: Callable[[Config], EpochCallback | None] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, list[RunResult]]:
     """Train every method with every seed, each in ``output_dir/<method>/seed<seed>``; return the runs by method.
 
     ``callback(config)`` may return an ``on_epoch_end`` hook for that run (e.g.
@@ -58,15 +67,17 @@ def run_methods(experiment: Experiment, methods: Sequence[str], *, dataset: str,
         runs[method] = []
         for seed in seeds:
             folder = Path(output_dir) / _slug(method) / f"seed{seed}"
-            config = experiment.config(method, dataset=dataset, profile=profile, seed=seed, output_dir=folder,
-                                       overrides=overrides)
+            config = experiment.config(
+                method, dataset=dataset, profile=profile, seed=seed, output_dir=folder, overrides=overrides
+            )
             check_device(config, profile=profile)
             resolved = to_dict(config)
             previous = _previous_run(folder, resolved)
             if previous == "finished":
                 record = _read_json(folder / "metrics.json")
-                runs[method].append(RunResult(method, int(seed), resolved, record["epochs"], record["final"], folder,
-                                              reused=True))
+                runs[method].append(
+                    RunResult(method, int(seed), resolved, record["epochs"], record["final"], folder, reused=True)
+                )
                 if log:
                     log(f"{method} seed {seed}: reusing the finished run in {folder}")
                 continue
@@ -79,8 +90,9 @@ def run_methods(experiment: Experiment, methods: Sequence[str], *, dataset: str,
     return runs
 
 
-def summarize(runs: Mapping[str, Sequence[RunResult]], metrics: Sequence[str], *,
-              epoch: int | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+def summarize(
+    runs: Mapping[str, Sequence[RunResult]], metrics: Sequence[str], *, epoch: int | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
     """``{method: {metric: {"mean", "std", "values", "seeds"}}}`` at ``epoch`` (``None``: each run's last).
 
     ``std`` is NumPy's population standard deviation (``ddof=0``); one seed gives 0. A metric missing from a run
@@ -95,11 +107,17 @@ def summarize(runs: Mapping[str, Sequence[RunResult]], metrics: Sequence[str], *
                 record = result.final if epoch is None else _epoch_record(result, epoch)
                 value = record.get(metric)
                 if value is None:
-                    raise KeyError(f"{method} seed {result.seed} has no {metric!r} at epoch "
-                                   f"{record.get('epoch', epoch)}; available: {sorted(record)}.")
+                    raise KeyError(
+                        f"{method} seed {result.seed} has no {metric!r} at epoch "
+                        f"{record.get('epoch', epoch)}; available: {sorted(record)}."
+                    )
                 values.append(float(value))
-            out[method][metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
-                                   "values": values, "seeds": [r.seed for r in results]}
+            out[method][metric] = {
+                "mean": float(np.mean(values)),
+                "std": float(np.std(values)),
+                "values": values,
+                "seeds": [r.seed for r in results],
+            }
     return out
 
 
@@ -115,8 +133,14 @@ def epoch_curve(results: Sequence[RunResult], key: str) -> tuple[np.ndarray, np.
         return np.array(epochs), np.nanmean(table, axis=0), np.nanstd(table, axis=0)
 
 
-def save_full_run(experiment: Experiment, dataset: str, runs: Mapping[str, Sequence[RunResult]], *,
-                  metrics: Sequence[str], path: str | Path | None = None) -> dict[str, Any]:
+def save_full_run(
+    experiment: Experiment,
+    dataset: str,
+    runs: Mapping[str, Sequence[RunResult]],
+    *,
+    metrics: Sequence[str],
+    path: str | Path | None = None,
+) -> dict[str, Any]:
     """Record a finished full-profile run in ``results/<paper>/<dataset>.json`` (atomically) and return it.
 
     The record holds the last-epoch summary (:func:`summarize`), each seed's value, the resolved config of every
@@ -164,8 +188,7 @@ def _epoch_record(result: RunResult, epoch: int) -> dict[str, Any]:
     for record in result.history:
         if record.get("epoch") == epoch:
             return record
-    raise KeyError(f"{result.method} seed {result.seed} has no epoch {epoch} (it ran "
-                   f"{len(result.history)} epochs).")
+    raise KeyError(f"{result.method} seed {result.seed} has no epoch {epoch} (it ran {len(result.history)} epochs).")
 
 
 def _number(value: Any) -> float:

@@ -1,4 +1,5 @@
 """Tables every reproduction page shows: the published numbers next to the recorded ones, and run summaries."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -23,13 +24,16 @@ def published_tables(experiment: Experiment, dataset: str | None = None) -> list
             raise ConfigError(f"{path}: table {table.get('title', '?')!r} lacks {sorted(missing)}.")
         for method, row in table["rows"].items():
             if len(row) != len(table["columns"]):
-                raise ConfigError(f"{path}: table {table['title']!r}, row {method!r} has {len(row)} values for "
-                                  f"{len(table['columns'])} columns.")
+                raise ConfigError(
+                    f"{path}: table {table['title']!r}, row {method!r} has {len(row)} values for "
+                    f"{len(table['columns'])} columns."
+                )
     return [t for t in tables if dataset is None or t["dataset"] == dataset]
 
 
-def comparison_table(experiment: Experiment, dataset: str, *, recorded: Mapping[str, Any] | None = None,
-                     columns: Mapping[str, str]) -> Any:
+def comparison_table(
+    experiment: Experiment, dataset: str, *, recorded: Mapping[str, Any] | None = None, columns: Mapping[str, str]
+) -> Any:
     """A pandas DataFrame of R@K-style numbers, one row per (source, method): every published table of
     ``dataset`` that has at least one of ``columns``' labels (the others show "–"), then this suite's
     ``recorded`` full run (if any).
@@ -45,16 +49,28 @@ def comparison_table(experiment: Experiment, dataset: str, *, recorded: Mapping[
             continue
         for method, values in table["rows"].items():
             cells = dict(zip(table["columns"], values))
-            rows.append({"source": f"{table['title']} [{table['source']}]", "method": method,
-                         **{label: cells.get(label, "–") for label in columns}})
+            rows.append(
+                {
+                    "source": f"{table['title']} [{table['source']}]",
+                    "method": method,
+                    **{label: cells.get(label, "–") for label in columns},
+                }
+            )
     if recorded is not None:
         info = recorded.get("run_info", {})
         gpus = ", ".join(info.get("hardware", {}).get("gpus", [])) or "no GPU recorded"
-        source = (f"this suite, {str(info.get('date', '?'))[:10]}, commit {str(info.get('commit'))[:10]}, {gpus}, "
-                  f"seeds {info.get('seeds')}")
+        source = (
+            f"this suite, {str(info.get('date', '?'))[:10]}, commit {str(info.get('commit'))[:10]}, {gpus}, "
+            f"seeds {info.get('seeds')}"
+        )
         for method, metrics in recorded["summary"].items():
-            rows.append({"source": source, "method": method,
-                         **{label: _pm(metrics.get(metric)) for label, metric in columns.items()}})
+            rows.append(
+                {
+                    "source": source,
+                    "method": method,
+                    **{label: _pm(metrics.get(metric)) for label, metric in columns.items()},
+                }
+            )
     return pd.DataFrame(rows, columns=["source", "method", *columns])
 
 
@@ -74,5 +90,4 @@ def summary_table(summary: Mapping[str, Mapping[str, Mapping[str, Any]]], *, dig
             return f"{values['mean']:.{digits}f}"
         return f"{values['mean']:.{digits}f} ± {values['std']:.{digits}f}"
 
-    return pd.DataFrame({method: {metric: cell(v) for metric, v in per.items()}
-                         for method, per in summary.items()}).T
+    return pd.DataFrame({method: {metric: cell(v) for metric, v in per.items()} for method, per in summary.items()}).T

@@ -7,6 +7,7 @@
 >>> from dml.train import load_config, train
 >>> final = train(load_config("configs/smoke_synthetic.yaml", ["train.epochs=1"]))
 """
+
 from dml.train.build import (
     build_loss,
     build_model,

@@ -1,5 +1,6 @@
 """Building a run from its config: the device, the model, the loss, the optimiser, and the checks before anything
 slow happens (:func:`preflight`)."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from torch import nn
 import dml.data
 import dml.losses
 import dml.models
-from dml.data.registry import check_keywords
 from dml.data.loaders import check_pipeline
+from dml.data.registry import check_keywords
 from dml.train.checkpoint import load_checkpoint
 from dml.train.config import Config, ConfigError, OptimConfig, from_dict
 from dml.utils.registry import did_you_mean
@@ -27,12 +28,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if cuda else "mps" if mps else "cpu"
     if name == "cuda":
         if not cuda:
-            raise RuntimeError("device 'cuda' was requested but torch.cuda.is_available() is False; "
-                               "set device to 'auto' or 'cpu' (--set device=cpu).")
+            raise RuntimeError(
+                "device 'cuda' was requested but torch.cuda.is_available() is False; "
+                "set device to 'auto' or 'cpu' (--set device=cpu)."
+            )
         return torch.device("cuda", local_rank)
     if name == "mps" and not mps:
-        raise RuntimeError("device 'mps' was requested but torch.backends.mps.is_available() is False; "
-                           "set device to 'auto' or 'cpu' (--set device=cpu).")
+        raise RuntimeError(
+            "device 'mps' was requested but torch.backends.mps.is_available() is False; "
+            "set device to 'auto' or 'cpu' (--set device=cpu)."
+        )
     return torch.device(name)
 
 
@@ -65,9 +70,15 @@ def build_loss(config: Config, *, num_classes: int) -> nn.Module:
 def build_model(config: Config) -> dml.models.EmbeddingModel:
     """The embedding model described by ``config.model`` (and ``config.channels_last``)."""
     m = config.model
-    return dml.models.build(m.backbone, embedding_dim=m.embedding_dim, pooling=m.pooling, normalize=m.normalize,
-                            pretrained=m.pretrained, channels_last=config.channels_last,
-                            backbone_kwargs=m.backbone_kwargs)
+    return dml.models.build(
+        m.backbone,
+        embedding_dim=m.embedding_dim,
+        pooling=m.pooling,
+        normalize=m.normalize,
+        pretrained=m.pretrained,
+        channels_last=config.channels_last,
+        backbone_kwargs=m.backbone_kwargs,
+    )
 
 
 def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> dml.models.EmbeddingModel:
@@ -91,14 +102,17 @@ def preflight(config: Config) -> None:
     ]
     for key, value, choices in checks:
         if value not in choices:
-            raise ConfigError(f"Config key {key!r}: unknown value {value!r}.{did_you_mean(value, choices)} "
-                              f"Choose one of {choices}.")
+            raise ConfigError(
+                f"Config key {key!r}: unknown value {value!r}.{did_you_mean(value, choices)} Choose one of {choices}."
+            )
     check_pipeline(config.data, config.eval.protocol)
     valid = dml.losses.hyperparameters(config.loss.name)
     unknown = sorted(set(config.loss.kwargs) - set(valid))
     if unknown:
-        raise ConfigError(f"Config key 'loss.kwargs': {unknown} are not hyperparameters of loss "
-                          f"{config.loss.name!r}; valid ones (with defaults): {valid}.")
+        raise ConfigError(
+            f"Config key 'loss.kwargs': {unknown} are not hyperparameters of loss "
+            f"{config.loss.name!r}; valid ones (with defaults): {valid}."
+        )
     try:
         check_keywords(config.data.name, config.data.kwargs)
     except TypeError as err:

@@ -6,6 +6,7 @@ after the epoch's evaluation; the returned numbers are added to the epoch's reco
 state is restored around the call, so it never changes what is trained) and ``on_checkpoint(epoch, path)`` (rank 0,
 after the epoch's checkpoint is written).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -60,9 +61,17 @@ class Method:
     :func:`dml.eval.evaluate` then use them without any change to the loop.
     """
 
-    def training_step(self, net: nn.Module, loss_fn: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
-                      amp: bool, gather: Callable[[torch.Tensor], torch.Tensor],
-                      gather_labels: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def training_step(
+        self,
+        net: nn.Module,
+        loss_fn: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        amp: bool,
+        gather: Callable[[torch.Tensor], torch.Tensor],
+        gather_labels: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
         """The loss of one batch: ``loss_fn(gather(net(images)), gather_labels(labels))``, the forward pass in
         float16 autocast when ``amp``; ``labels`` are already class indices ``0..C-1``."""
         with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):

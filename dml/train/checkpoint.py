@@ -1,5 +1,6 @@
 """Checkpoints: what is saved after every epoch, loading it, the check that a run may resume from it, and the
 Python/NumPy/torch random-number state."""
+
 from __future__ import annotations
 
 import random
@@ -15,12 +16,27 @@ from dml.train.config import Config, ConfigError, from_dict, to_dict
 
 # Keys that may change between a run and its resumption: they do not change what is trained (the device may change
 # the last bits of the numbers, but refusing to resume a CPU run on a GPU would help nobody).
-RESUME_MAY_DIFFER = ("output_dir", "train.epochs", "train.log_every", "data.num_workers", "device", "eval.batch_size",
-                     "data.cache_workers")
+RESUME_MAY_DIFFER = (
+    "output_dir",
+    "train.epochs",
+    "train.log_every",
+    "data.num_workers",
+    "device",
+    "eval.batch_size",
+    "data.cache_workers",
+)
 
 
-def checkpoint_state(epoch: int, config: Config, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, scaler: torch.amp.GradScaler, history: list[dict[str, Any]]) -> dict[str, Any]:
+def checkpoint_state(
+    epoch: int,
+    config: Config,
+    model: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "epoch": epoch,
         "config": to_dict(config),
@@ -39,9 +55,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # Our own file; it holds NumPy RNG state, which the weights-only unpickler rejects.
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise RuntimeError(f"Could not read the checkpoint {str(path)!r} ({err}). Checkpoints are written atomically, "
-                           "so it was probably produced by another program or version; start a fresh run without "
-                           "--resume.") from err
+        raise RuntimeError(
+            f"Could not read the checkpoint {str(path)!r} ({err}). Checkpoints are written atomically, "
+            "so it was probably produced by another program or version; start a fresh run without "
+            "--resume."
+        ) from err
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -51,15 +69,23 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
     for flat in (saved, current):
         if "eval.protocol" in flat and "data.name" in flat:
             flat["eval.protocol"] = resolve_protocol(flat["data.name"], flat["eval.protocol"])
-    differences = [key for key in sorted(set(saved) | set(current))
-                   if key not in RESUME_MAY_DIFFER and saved.get(key) != current.get(key)]
+    differences = [
+        key
+        for key in sorted(set(saved) | set(current))
+        if key not in RESUME_MAY_DIFFER and saved.get(key) != current.get(key)
+    ]
     if differences:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differences)
-        hint = (" A checkpoint written before eval.protocol existed was evaluated by self-retrieval; continue it "
-                "with --set eval.protocol=self." if "eval.protocol" in differences else "")
-        raise ValueError(f"Cannot resume: the config differs from the checkpoint's in {details}. Resume with the "
-                         "original config (the run folder's config.yaml), or start a fresh run in another folder."
-                         + hint)
+        hint = (
+            " A checkpoint written before eval.protocol existed was evaluated by self-retrieval; continue it "
+            "with --set eval.protocol=self."
+            if "eval.protocol" in differences
+            else ""
+        )
+        raise ValueError(
+            f"Cannot resume: the config differs from the checkpoint's in {details}. Resume with the "
+            "original config (the run folder's config.yaml), or start a fresh run in another folder." + hint
+        )
 
 
 def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Every key is checked: an unknown key (in the file or an override) fails with its
 name; a value of the wrong type fails with the expected type. Free-form mappings (``data.kwargs``,
 ``model.backbone_kwargs``, ``loss.kwargs``) accept any key; the dataset, backbone or loss checks them when built.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from dml.data.settings import (  # noqa: F401  (AugmentConfig, SamplerConfig: re-exported)
-    CROPS, PIPELINES, AugmentConfig, ConfigError, DataConfig, SamplerConfig)
+from dml.data.settings import CROPS, PIPELINES, AugmentConfig, ConfigError, DataConfig, SamplerConfig  # noqa: F401  (AugmentConfig, SamplerConfig: re-exported)
 from dml.eval.protocol import PROTOCOLS
 from dml.utils import atomic_write
 from dml.utils.registry import did_you_mean
@@ -108,42 +108,69 @@ class Config:
         d, a = self.data, self.data.augment
         checks = [
             (self.device in DEVICES, "device", f"must be one of {list(DEVICES)}; got {self.device!r}"),
-            (self.optim.name in OPTIMIZERS, "optim.name",
-             f"must be one of {list(OPTIMIZERS)}; got {self.optim.name!r}"),
+            (
+                self.optim.name in OPTIMIZERS,
+                "optim.name",
+                f"must be one of {list(OPTIMIZERS)}; got {self.optim.name!r}",
+            ),
             (self.optim.lr > 0, "optim.lr", f"must be > 0; got {self.optim.lr}"),
             (self.train.epochs >= 1, "train.epochs", f"must be >= 1; got {self.train.epochs}"),
             (self.train.log_every >= 1, "train.log_every", f"must be >= 1; got {self.train.log_every}"),
-            (self.eval.every >= 0, "eval.every",
-             f"must be >= 0 (0 = only after the last epoch); got {self.eval.every}"),
+            (
+                self.eval.every >= 0,
+                "eval.every",
+                f"must be >= 0 (0 = only after the last epoch); got {self.eval.every}",
+            ),
             (self.eval.batch_size >= 1, "eval.batch_size", f"must be >= 1; got {self.eval.batch_size}"),
             (self.data.num_workers >= 0, "data.num_workers", f"must be >= 0; got {self.data.num_workers}"),
-            (self.data.sampler.p >= 2, "data.sampler.p",
-             f"must be >= 2 (a batch needs negatives); got {self.data.sampler.p}"),
-            (self.data.sampler.k >= 2, "data.sampler.k",
-             f"must be >= 2 (a batch needs positives); got {self.data.sampler.k}"),
+            (
+                self.data.sampler.p >= 2,
+                "data.sampler.p",
+                f"must be >= 2 (a batch needs negatives); got {self.data.sampler.p}",
+            ),
+            (
+                self.data.sampler.k >= 2,
+                "data.sampler.k",
+                f"must be >= 2 (a batch needs positives); got {self.data.sampler.k}",
+            ),
             (all(k >= 1 for k in self.eval.ks), "eval.ks", f"must be positive integers; got {self.eval.ks}"),
-            (self.eval.protocol in PROTOCOLS, "eval.protocol",
-             f"must be one of {list(PROTOCOLS)}; got {self.eval.protocol!r}."
-             f"{did_you_mean(self.eval.protocol, PROTOCOLS)} 'auto' picks the dataset's own protocol "
-             "(query-gallery for inshop, hotels for hotels50k, self otherwise)"),
-            (d.pipeline in PIPELINES, "data.pipeline",
-             f"must be one of {list(PIPELINES)}; got {d.pipeline!r}.{did_you_mean(d.pipeline, PIPELINES)}"
-             " 'tensor' for datasets of fixed-size tensors (synthetic, digits), 'jpeg' or 'cached' for image files"),
-            (a.crop in CROPS, "data.augment.crop",
-             f"must be one of {list(CROPS)}; got {a.crop!r}.{did_you_mean(a.crop, CROPS)}"
-             " 'random' is the released recipe's RandomCrop"),
+            (
+                self.eval.protocol in PROTOCOLS,
+                "eval.protocol",
+                f"must be one of {list(PROTOCOLS)}; got {self.eval.protocol!r}."
+                f"{did_you_mean(self.eval.protocol, PROTOCOLS)} 'auto' picks the dataset's own protocol "
+                "(query-gallery for inshop, hotels for hotels50k, self otherwise)",
+            ),
+            (
+                d.pipeline in PIPELINES,
+                "data.pipeline",
+                f"must be one of {list(PIPELINES)}; got {d.pipeline!r}.{did_you_mean(d.pipeline, PIPELINES)}"
+                " 'tensor' for datasets of fixed-size tensors (synthetic, digits), 'jpeg' or 'cached' for image files",
+            ),
+            (
+                a.crop in CROPS,
+                "data.augment.crop",
+                f"must be one of {list(CROPS)}; got {a.crop!r}.{did_you_mean(a.crop, CROPS)}"
+                " 'random' is the released recipe's RandomCrop",
+            ),
             (a.size >= 1, "data.augment.size", f"must be >= 1; got {a.size}"),
-            (a.resize is None or a.resize >= a.size,
-             "data.augment.resize", f"must be null or >= data.augment.size ({a.size}) so that the "
-             f"crop fits; got {a.resize}"),
-            (0.0 <= a.flip <= 1.0, "data.augment.flip",
-             f"is a probability in [0, 1]; got {a.flip}"),
-            (a.test_resize >= a.size, "data.augment.test_resize",
-             f"must be >= data.augment.size ({a.size}) so that the centre crop fits; got "
-             f"{a.test_resize}"),
+            (
+                a.resize is None or a.resize >= a.size,
+                "data.augment.resize",
+                f"must be null or >= data.augment.size ({a.size}) so that the crop fits; got {a.resize}",
+            ),
+            (0.0 <= a.flip <= 1.0, "data.augment.flip", f"is a probability in [0, 1]; got {a.flip}"),
+            (
+                a.test_resize >= a.size,
+                "data.augment.test_resize",
+                f"must be >= data.augment.size ({a.size}) so that the centre crop fits; got {a.test_resize}",
+            ),
             (d.cache_size >= 1, "data.cache_size", f"must be >= 1; got {d.cache_size}"),
-            (d.cache_workers >= 0, "data.cache_workers",
-             f"must be >= 0 (0 decodes in this process); got {d.cache_workers}"),
+            (
+                d.cache_workers >= 0,
+                "data.cache_workers",
+                f"must be >= 0 (0 decodes in this process); got {d.cache_workers}",
+            ),
         ]
         for ok, key, message in checks:
             if not ok:
@@ -189,8 +216,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"Config file {str(path)!r} must contain a mapping of keys to values at the top level; "
-                              f"got a {type(loaded).__name__}.")
+            raise ConfigError(
+                f"Config file {str(path)!r} must contain a mapping of keys to values at the top level; "
+                f"got a {type(loaded).__name__}."
+            )
         data = loaded
     for override in overrides:
         apply_override(data, override)
@@ -205,8 +234,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     key = key.strip()
     parts = key.split(".")
     if not key or any(not p for p in parts):
-        raise ConfigError(f"Override {override!r} has an empty key part; write it as key.sub=value, "
-                          "e.g. optim.lr=0.01.")
+        raise ConfigError(
+            f"Override {override!r} has an empty key part; write it as key.sub=value, e.g. optim.lr=0.01."
+        )
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
@@ -218,8 +248,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"Override {override!r}: {'.'.join(parts[:i + 1])!r} is not a mapping, so it has no "
-                              f"key {parts[i + 1]!r}.")
+            raise ConfigError(
+                f"Override {override!r}: {'.'.join(parts[: i + 1])!r} is not a mapping, so it has no "
+                f"key {parts[i + 1]!r}."
+            )
         node = child
     node[parts[-1]] = value
 
@@ -231,8 +263,10 @@ def _check_path(parts: list[str]) -> None:
         if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             if typing.get_origin(cls) is dict:
                 return  # inside a free-form mapping such as data.kwargs
-            raise ConfigError(f"Config key {'.'.join(parts[:i])!r} holds a single value, not a mapping, so "
-                              f"{'.'.join(parts)!r} does not exist; set {'.'.join(parts[:i])}=VALUE instead.")
+            raise ConfigError(
+                f"Config key {'.'.join(parts[:i])!r} holds a single value, not a mapping, so "
+                f"{'.'.join(parts)!r} does not exist; set {'.'.join(parts[:i])}=VALUE instead."
+            )
         hints = typing.get_type_hints(cls)
         if part not in hints:
             _unknown_key(".".join(parts[:i]), part, list(hints))
@@ -249,8 +283,10 @@ def _unknown_key(prefix: str, key: str, valid: list[str]) -> None:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"Config key {prefix or '<top level>'!r} must be a mapping of keys to values; "
-                          f"got {data!r} ({type(data).__name__}).")
+        raise ConfigError(
+            f"Config key {prefix or '<top level>'!r} must be a mapping of keys to values; "
+            f"got {data!r} ({type(data).__name__})."
+        )
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in data.items():
@@ -315,5 +351,7 @@ def _name(tp: Any) -> str:
 
 
 def _type_error(dotted: str, expected: str, value: Any) -> None:
-    raise ConfigError(f"Config key {dotted!r} must be {expected}; got {value!r} ({type(value).__name__}). "
-                      "Fix the value in the YAML file or the --set override.")
+    raise ConfigError(
+        f"Config key {dotted!r} must be {expected}; got {value!r} ({type(value).__name__}). "
+        "Fix the value in the YAML file or the --set override."
+    )

@@ -25,6 +25,7 @@ The process group is initialised from the environment that ``torchrun`` sets (``
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with the ``nccl`` backend on CUDA and ``gloo`` otherwise. Only
 rank 0 writes files and evaluates.
 """
+
 from __future__ import annotations
 
 import os
@@ -60,11 +61,15 @@ def env_info() -> DistInfo:
         world_size = int(os.environ.get("WORLD_SIZE", 1))
         local_rank = int(os.environ.get("LOCAL_RANK", rank))
     except ValueError as err:
-        raise RuntimeError(f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({err}); launch with torchrun, which "
-                           "sets them, or unset them for a single-process run.") from err
+        raise RuntimeError(
+            f"RANK, WORLD_SIZE and LOCAL_RANK must be integers ({err}); launch with torchrun, which "
+            "sets them, or unset them for a single-process run."
+        ) from err
     if world_size < 1 or not 0 <= rank < world_size:
-        raise RuntimeError(f"Inconsistent distributed environment RANK={rank}, WORLD_SIZE={world_size}; "
-                           "launch with torchrun or unset both variables.")
+        raise RuntimeError(
+            f"Inconsistent distributed environment RANK={rank}, WORLD_SIZE={world_size}; "
+            "launch with torchrun or unset both variables."
+        )
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
@@ -79,8 +84,10 @@ def init_from_env(device_type: str) -> DistInfo:
         return info
     for var in ("MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
-            raise RuntimeError(f"WORLD_SIZE={info.world_size} but {var} is not set; launch with "
-                               "`torchrun --nproc_per_node=N -m dml.cli train CONFIG`, which sets it.")
+            raise RuntimeError(
+                f"WORLD_SIZE={info.world_size} but {var} is not set; launch with "
+                "`torchrun --nproc_per_node=N -m dml.cli train CONFIG`, which sets it."
+            )
     if device_type == "cuda":
         torch.cuda.set_device(info.local_rank)
     backend = "nccl" if device_type == "cuda" else "gloo"
@@ -129,14 +136,14 @@ class _GatherWithGrad(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor) -> Tensor:
         sizes = _sizes(x)
         rank = dist.get_rank()
-        ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[:rank + 1])
+        ctx.start, ctx.stop = sum(sizes[:rank]), sum(sizes[: rank + 1])
         return _all_gather_padded(x.detach(), sizes)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.start:ctx.stop]
+        return grad[ctx.start : ctx.stop]
 
 
 def gather_with_grad(x: Tensor) -> Tensor:

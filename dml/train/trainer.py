@@ -22,6 +22,7 @@ processes draw their seeds from the restored torch RNG too, but only in-process 
 A :class:`~dml.train.callbacks.Callback`'s ``on_checkpoint`` runs right after each epoch's checkpoint is written:
 the resume tests SIGKILL the process there (``tests/train/faults.py``).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,16 +48,28 @@ from dml.data import loaders
 from dml.train import distributed
 from dml.train.build import build_loss, build_model, build_optimizer, preflight, resolve_device
 from dml.train.callbacks import Callback, EpochCallback, EpochEndFunction, Method
-from dml.train.checkpoint import (check_resumable, checkpoint_state, get_rng_state, load_checkpoint, set_rng_state,
-                                  with_defaults)
+from dml.train.checkpoint import (
+    check_resumable,
+    checkpoint_state,
+    get_rng_state,
+    load_checkpoint,
+    set_rng_state,
+    with_defaults,
+)
 from dml.train.config import Config, dump, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
 
 log = logging.getLogger("dml.train")
 
 
-def train(config: Config, *, resume: bool = False, callbacks: Sequence[Callback] = (), method: Method | None = None,
-          on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
+def train(
+    config: Config,
+    *,
+    resume: bool = False,
+    callbacks: Sequence[Callback] = (),
+    method: Method | None = None,
+    on_epoch_end: EpochCallback | None = None,
+) -> dict[str, Any]:
     """Train ``config`` and return the final metrics (``epoch``, ``loss``, ``lr`` and the retrieval metrics).
 
     ``resume=True`` continues from ``output_dir/checkpoint.pt``. Launched by ``torchrun`` (``WORLD_SIZE > 1``),
@@ -106,8 +119,15 @@ class _Run:
     history: list[dict[str, Any]]
 
 
-def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: torch.device,
-           callbacks: list[Callback], method: Method) -> dict[str, Any]:
+def _train(
+    config: Config,
+    *,
+    resume: bool,
+    info: distributed.DistInfo,
+    device: torch.device,
+    callbacks: list[Callback],
+    method: Method,
+) -> dict[str, Any]:
     run = _build_run(config, resume=resume, info=info, device=device, callbacks=callbacks, method=method)
     start_epoch = _restore(run) if resume else 0
     if info.is_main:
@@ -129,23 +149,41 @@ def _train(config: Config, *, resume: bool, info: distributed.DistInfo, device: 
     return final
 
 
-def _build_run(config: Config, *, resume: bool, info: distributed.DistInfo, device: torch.device,
-               callbacks: list[Callback], method: Method) -> _Run:
+def _build_run(
+    config: Config,
+    *,
+    resume: bool,
+    info: distributed.DistInfo,
+    device: torch.device,
+    callbacks: list[Callback],
+    method: Method,
+) -> _Run:
     out = Path(config.output_dir)
     ckpt_path = out / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"Cannot resume: {str(ckpt_path)!r} does not exist. Run without --resume to start "
-                                "a fresh run, or point --output-dir at the folder of the run to continue.")
+        raise FileNotFoundError(
+            f"Cannot resume: {str(ckpt_path)!r} does not exist. Run without --resume to start "
+            "a fresh run, or point --output-dir at the folder of the run to continue."
+        )
     if not resume and ckpt_path.exists() and info.is_main:
-        log.info(f"warning: {ckpt_path} exists and will be overwritten by this fresh run (use --resume to continue "
-                 "it).")
+        log.info(
+            f"warning: {ckpt_path} exists and will be overwritten by this fresh run (use --resume to continue it)."
+        )
     seed_everything(config.seed, deterministic=config.deterministic)
     amp = config.amp and device.type == "cuda"
     if config.amp and not amp and info.is_main:
         log.info(f"note: amp is only used on CUDA; training in float32 on {device.type}.")
-    data = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
-                                 eval_batch_size=config.eval.batch_size, rank=info.rank, world_size=info.world_size,
-                                 is_main=info.is_main, device=device, barrier=distributed.barrier)
+    data = loaders.build_loaders(
+        config.data,
+        protocol=config.eval.protocol,
+        seed=config.seed,
+        eval_batch_size=config.eval.batch_size,
+        rank=info.rank,
+        world_size=info.world_size,
+        is_main=info.is_main,
+        device=device,
+        barrier=distributed.barrier,
+    )
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
@@ -158,11 +196,28 @@ def _build_run(config: Config, *, resume: bool, info: distributed.DistInfo, devi
     if any(True for _ in loss_fn.parameters()):
         groups.append({"params": list(loss_fn.parameters()), "lr": config.optim.lr * config.optim.loss_lr_multiplier})
     optimizer = build_optimizer(groups, config.optim)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.optim.milestones,
-                                                     gamma=config.optim.gamma)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=config.optim.milestones, gamma=config.optim.gamma
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    return _Run(config, info, device, data, model, net, loss_fn, train_classes, optimizer, scheduler, scaler, amp,
-                callbacks, method, out, [])
+    return _Run(
+        config,
+        info,
+        device,
+        data,
+        model,
+        net,
+        loss_fn,
+        train_classes,
+        optimizer,
+        scheduler,
+        scaler,
+        amp,
+        callbacks,
+        method,
+        out,
+        [],
+    )
 
 
 def _parallel(model: nn.Module, info: distributed.DistInfo, device: torch.device) -> tuple[nn.Module, nn.Module]:
@@ -173,8 +228,10 @@ def _parallel(model: nn.Module, info: distributed.DistInfo, device: torch.device
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
     if info.is_main and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        log.info("warning: batch norm on CPU uses per-process batch statistics (SyncBatchNorm needs a GPU), so this "
-                 "run differs slightly from single-process training; small_cnn's norm='group' avoids it.")
+        log.info(
+            "warning: batch norm on CPU uses per-process batch statistics (SyncBatchNorm needs a GPU), so this "
+            "run differs slightly from single-process training; small_cnn's norm='group' avoids it."
+        )
     return model, nn.parallel.DistributedDataParallel(model)
 
 
@@ -196,8 +253,16 @@ def _restore(run: _Run) -> int:
 
 def _evaluate(run: _Run) -> dict[str, float | int]:
     e = run.config.eval
-    return dml.eval.evaluate(run.model, run.data.evaluation, ks=e.ks, include=e.include, batch_size=e.batch_size,
-                             device=run.device, seed=run.config.seed, embed_fn=run.method.embed)
+    return dml.eval.evaluate(
+        run.model,
+        run.data.evaluation,
+        ks=e.ks,
+        include=e.include,
+        batch_size=e.batch_size,
+        device=run.device,
+        seed=run.config.seed,
+        embed_fn=run.method.embed,
+    )
 
 
 def _evaluate_at_start(run: _Run) -> None:
@@ -232,8 +297,12 @@ def _run_epoch(run: _Run, epoch: int) -> None:
     if info.is_main:
         ckpt_path = run.out / "checkpoint.pt"
         atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
-        atomic_torch_save(checkpoint_state(epoch, config, run.model, run.loss_fn, run.optimizer, run.scheduler,
-                                      run.scaler, run.history), ckpt_path)
+        atomic_torch_save(
+            checkpoint_state(
+                epoch, config, run.model, run.loss_fn, run.optimizer, run.scheduler, run.scaler, run.history
+            ),
+            ckpt_path,
+        )
         log.info(_summary(record, time.perf_counter() - started))
         for callback in run.callbacks:
             callback.on_checkpoint(epoch, ckpt_path)
@@ -257,16 +326,30 @@ def _train_epoch(run: _Run, epoch: int, lr: float) -> float:
     run.net.train()
     total, steps = 0.0, 0
     loader = run.data.loader
-    bar = tqdm(loader, desc=f"epoch {epoch}/{config.train.epochs}", leave=False, dynamic_ncols=True,
-               disable=not (run.info.is_main and sys.stderr.isatty()))
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{config.train.epochs}",
+        leave=False,
+        dynamic_ncols=True,
+        disable=not (run.info.is_main and sys.stderr.isatty()),
+    )
     for images, labels in bar:
         images = images.to(device, non_blocking=True)
         labels = torch.searchsorted(run.train_classes, labels.to(device, non_blocking=True))
-        loss = run.method.training_step(run.net, run.loss_fn, images, labels, amp=run.amp,
-                                        gather=distributed.gather_with_grad, gather_labels=distributed.gather)
+        loss = run.method.training_step(
+            run.net,
+            run.loss_fn,
+            images,
+            labels,
+            amp=run.amp,
+            gather=distributed.gather_with_grad,
+            gather_labels=distributed.gather,
+        )
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"The loss became {loss.item()} at epoch {epoch}, step {steps + 1}; lower "
-                                     f"optim.lr (now {lr}) or check the data for corrupt images.")
+            raise FloatingPointError(
+                f"The loss became {loss.item()} at epoch {epoch}, step {steps + 1}; lower "
+                f"optim.lr (now {lr}) or check the data for corrupt images."
+            )
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
@@ -294,34 +377,43 @@ def evaluate(model: nn.Module, data: Any, config: Config, device: torch.device) 
     if not isinstance(data, dml.eval.Evaluation):
         data = _as_evaluation(data, config)
     e = config.eval
-    return dml.eval.evaluate(model, data, ks=e.ks, include=e.include, batch_size=e.batch_size, device=device,
-                             seed=config.seed)
+    return dml.eval.evaluate(
+        model, data, ks=e.ks, include=e.include, batch_size=e.batch_size, device=device, seed=config.seed
+    )
 
 
 def _as_evaluation(data: Any, config: Config) -> dml.eval.Evaluation:
     """Wrap a bare evaluation split for :func:`evaluate` under the config's protocol."""
     protocol = dml.eval.resolve_protocol(config.data.name, config.eval.protocol)
     if protocol == "hotels":
-        raise ValueError(f"Protocol {protocol!r} ranks the test split against the training images, so evaluate() "
-                         "needs a dml.eval.Evaluation with the gallery (Evaluation.of(test, protocol='hotels', "
-                         "gallery=train)), not the test split alone; or set eval.protocol=self.")
+        raise ValueError(
+            f"Protocol {protocol!r} ranks the test split against the training images, so evaluate() "
+            "needs a dml.eval.Evaluation with the gallery (Evaluation.of(test, protocol='hotels', "
+            "gallery=train)), not the test split alone; or set eval.protocol=self."
+        )
     try:
         return dml.eval.Evaluation.of(data, protocol=protocol)
     except ValueError as err:
         raise ValueError(f"{err} (eval.protocol={config.eval.protocol!r})") from err
 
 
-def _write_run_info(path: Path, config: Config, device: torch.device, info: distributed.DistInfo,
-                    resumed_after: int | None) -> None:
+def _write_run_info(
+    path: Path, config: Config, device: torch.device, info: distributed.DistInfo, resumed_after: int | None
+) -> None:
     previous: dict[str, Any] = {}
     if resumed_after is not None and path.is_file():
         with open(path) as handle:
             previous = json.load(handle)
-    record = run_info(seeds={"seed": config.seed, "sampler": f"(seed={config.seed}, epoch)"},
-                      extra={"device": str(device), "world_size": info.world_size,
-                             "deterministic": config.deterministic,
-                             "torch_threads": torch.get_num_threads(),
-                             "amp": config.amp and device.type == "cuda"})
+    record = run_info(
+        seeds={"seed": config.seed, "sampler": f"(seed={config.seed}, epoch)"},
+        extra={
+            "device": str(device),
+            "world_size": info.world_size,
+            "deterministic": config.deterministic,
+            "torch_threads": torch.get_num_threads(),
+            "amp": config.amp and device.type == "cuda",
+        },
+    )
     if resumed_after is not None:
         record["resumed_after_epoch"] = previous.get("resumed_after_epoch", []) + [resumed_after]
         record["started"] = previous.get("started", previous.get("date"))
@@ -329,8 +421,11 @@ def _write_run_info(path: Path, config: Config, device: torch.device, info: dist
 
 
 def _summary(record: dict[str, Any], seconds: float | None) -> str:
-    parts = [f"{k} {v:.4f}" if isinstance(v, float) and not math.isnan(v) and k != "lr" else f"{k} {v}"
-             for k, v in record.items() if not isinstance(v, (list, tuple, dict))]  # histograms: metrics.json only
+    parts = [
+        f"{k} {v:.4f}" if isinstance(v, float) and not math.isnan(v) and k != "lr" else f"{k} {v}"
+        for k, v in record.items()
+        if not isinstance(v, (list, tuple, dict))
+    ]  # histograms: metrics.json only
     if seconds is not None:
         parts.append(f"({seconds:.1f} s)")
     return " | ".join(parts)

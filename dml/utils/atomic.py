@@ -3,14 +3,16 @@
 Everything is written to a temporary file in the destination folder, flushed and fsync'ed, then moved into place
 with :func:`os.replace`, which is atomic on POSIX and Windows when source and destination share a file system.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@ embedding/label converters shared by evaluation, losses and diagnostics.
 
 Every error names the problem in one sentence and the fix in another.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -12,8 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_embedding_tensor", "as_float64_matrix", "as_label_array", "check_choice",
-           "check_embeddings_and_labels", "check_positive_int", "closest_match", "did_you_mean", "encode_labels", "unit_rows"]
+__all__ = [
+    "as_embedding_tensor",
+    "as_float64_matrix",
+    "as_label_array",
+    "check_choice",
+    "check_embeddings_and_labels",
+    "check_positive_int",
+    "closest_match",
+    "did_you_mean",
+    "encode_labels",
+    "unit_rows",
+]
 
 
 def closest_match(word: Any, choices: Iterable[Any]) -> str | None:
@@ -51,22 +62,30 @@ def check_embeddings_and_labels(embeddings: Any, labels: Any, *, name: str = "em
     """
     shape = tuple(embeddings.shape)
     if len(shape) != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (N, D); got shape {shape}. "
-                         "Flatten or stack your per-image vectors first.")
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (N, D); got shape {shape}. "
+            "Flatten or stack your per-image vectors first."
+        )
     label_shape = tuple(labels.shape) if hasattr(labels, "shape") else (len(labels),)
     if len(label_shape) != 1:
-        raise ValueError(f"labels must be a 1-D array of length N; got shape {label_shape}. "
-                         "Pass one class id per embedding (labels.ravel() for a column vector).")
+        raise ValueError(
+            f"labels must be a 1-D array of length N; got shape {label_shape}. "
+            "Pass one class id per embedding (labels.ravel() for a column vector)."
+        )
     if label_shape[0] != shape[0]:
-        raise ValueError(f"{name} and labels have different lengths ({shape[0]} and {label_shape[0]}). "
-                         "Pass one label per embedding, both from the same split in the same order.")
+        raise ValueError(
+            f"{name} and labels have different lengths ({shape[0]} and {label_shape[0]}). "
+            "Pass one label per embedding, both from the same split in the same order."
+        )
     if isinstance(embeddings, torch.Tensor):
         bad = int((~embeddings.isfinite()).any(dim=1).sum())
     else:
         bad = int((~np.isfinite(np.asarray(embeddings))).any(axis=1).sum())
     if bad:
-        raise ValueError(f"{name} contain NaN or infinite values in {bad} of {shape[0]} rows. Training probably "
-                         "diverged: lower the learning rate or look for a division by a zero norm.")
+        raise ValueError(
+            f"{name} contain NaN or infinite values in {bad} of {shape[0]} rows. Training probably "
+            "diverged: lower the learning rate or look for a division by a zero norm."
+        )
 
 
 def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings") -> torch.Tensor:
@@ -77,8 +96,9 @@ def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings
     if not hasattr(embeddings, "shape"):
         embeddings = np.asarray(embeddings)
     if not hasattr(labels, "shape") and not hasattr(labels, "__len__"):
-        raise ValueError(f"labels must be a 1-D sequence with one class id per row of {name}; "
-                         f"got {type(labels).__name__}.")
+        raise ValueError(
+            f"labels must be a 1-D sequence with one class id per row of {name}; got {type(labels).__name__}."
+        )
     if not hasattr(labels, "shape"):
         labels = np.asarray(labels)
     check_embeddings_and_labels(embeddings, labels, name=name)
@@ -98,8 +118,9 @@ def encode_labels(*label_arrays: np.ndarray) -> list[np.ndarray]:
     return list(np.split(codes, np.cumsum(sizes)[:-1]))
 
 
-def as_float64_matrix(embeddings: Any, labels: Any = None, *, name: str = "embeddings",
-                      min_rows: int = 1) -> np.ndarray:
+def as_float64_matrix(
+    embeddings: Any, labels: Any = None, *, name: str = "embeddings", min_rows: int = 1
+) -> np.ndarray:
     """``embeddings`` as an (N, D) ``float64`` NumPy array (checked: 2-D, finite, N labels if given, N >= min_rows)."""
     if isinstance(embeddings, torch.Tensor):
         embeddings = embeddings.detach().to("cpu", torch.float64).numpy()
@@ -109,8 +130,10 @@ def as_float64_matrix(embeddings: Any, labels: Any = None, *, name: str = "embed
     row_labels = np.zeros(len(x) if x.ndim else 0) if labels is None else as_label_array(labels)
     check_embeddings_and_labels(x, row_labels, name=name)
     if x.shape[0] < min_rows:
-        raise ValueError(f"{name} have {x.shape[0]} rows, but this diagnostic needs at least {min_rows}; "
-                         "pass a larger set of embeddings.")
+        raise ValueError(
+            f"{name} have {x.shape[0]} rows, but this diagnostic needs at least {min_rows}; "
+            "pass a larger set of embeddings."
+        )
     if x.shape[1] == 0:
         raise ValueError(f"{name} have 0 dimensions (shape {x.shape}); pass (N, D) embeddings with D >= 1.")
     return x.astype(np.float64, copy=False)
@@ -121,8 +144,7 @@ def as_label_array(labels: Any) -> np.ndarray:
     if isinstance(labels, torch.Tensor):
         return labels.detach().cpu().numpy()
     if not hasattr(labels, "__len__"):
-        raise ValueError(f"labels must be a 1-D sequence with one class id per embedding; "
-                         f"got {type(labels).__name__}.")
+        raise ValueError(f"labels must be a 1-D sequence with one class id per embedding; got {type(labels).__name__}.")
     return np.asarray(labels)
 
 
@@ -131,7 +153,9 @@ def unit_rows(x: np.ndarray, *, name: str = "embeddings") -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     zero = np.flatnonzero(norms[:, 0] == 0)
     if len(zero):
-        raise ValueError(f"{name} have {len(zero)} all-zero rows (first at index {zero[0]}); a zero vector has no "
-                         "direction, so its cosine similarity is undefined. Drop those rows or check the model "
-                         "for dead outputs.")
+        raise ValueError(
+            f"{name} have {len(zero)} all-zero rows (first at index {zero[0]}); a zero vector has no "
+            "direction, so its cosine similarity is undefined. Drop those rows or check the model "
+            "for dead outputs."
+        )
     return x / norms

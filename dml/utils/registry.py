@@ -4,6 +4,7 @@ Each subpackage keeps its own :class:`Registry` instance and its own ``build`` f
 pass to the factory), but the bookkeeping and the error messages — an unknown name with its closest match, an
 unknown keyword with the accepted ones — live here once.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -18,9 +19,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Registry(Generic[F]):
     """Named factories of one kind (``kind`` is used in messages, e.g. ``"loss"``)."""
 
-    def __init__(self, kind: str, *, unknown_error: type[Exception] = ValueError,
-                 keyword_error: type[Exception] = ValueError, keyword_only: bool = False,
-                 passed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        unknown_error: type[Exception] = ValueError,
+        keyword_error: type[Exception] = ValueError,
+        keyword_only: bool = False,
+        passed: tuple[str, ...] = (),
+    ) -> None:
         """``keyword_only``: only keyword-only arguments count as hyperparameters; ``passed``: arguments the
         subpackage's own ``build`` always passes (e.g. ``split``), accepted without being listed."""
         self.kind = kind
@@ -35,9 +42,11 @@ class Registry(Generic[F]):
 
         def decorator(factory: F) -> F:
             if name in self._factories and self._factories[name] is not factory:
-                raise ValueError(f"A {self.kind} named {name!r} is already registered "
-                                 f"({getattr(self._factories[name], '__qualname__', self._factories[name])}); "
-                                 "pick another name.")
+                raise ValueError(
+                    f"A {self.kind} named {name!r} is already registered "
+                    f"({getattr(self._factories[name], '__qualname__', self._factories[name])}); "
+                    "pick another name."
+                )
             self._factories[name] = factory
             return factory
 
@@ -54,8 +63,10 @@ class Registry(Generic[F]):
     def get(self, name: str, *, extra_hint: str = "") -> F:
         """The factory registered as ``name``; an unknown name raises ``unknown_error`` with the closest match."""
         if name not in self._factories:
-            raise self.unknown_error(f"Unknown {self.kind} {name!r}.{did_you_mean(name, self._factories)} "
-                                     f"Choose one of {self.available()}.{extra_hint}")
+            raise self.unknown_error(
+                f"Unknown {self.kind} {name!r}.{did_you_mean(name, self._factories)} "
+                f"Choose one of {self.available()}.{extra_hint}"
+            )
         return self._factories[name]
 
     def check_keywords(self, name: str, keywords: Iterable[str], *, extra_hint: str = "") -> F:
@@ -73,9 +84,11 @@ class Registry(Generic[F]):
             pairs = [f"{u!r} -> {m!r}" for u in unknown if (m := closest_match(u, accepted)) is not None]
             hints = f" Closest: {', '.join(pairs)}." if pairs else ""
             plus = f" (plus {', '.join(self.passed)})" if self.passed else ""
-            raise self.keyword_error(f"{self.kind.capitalize()} {name!r} got unexpected keyword argument(s) "
-                                     f"{', '.join(map(repr, unknown))}.{hints} Accepted: "
-                                     f"{', '.join(accepted) or '(none)'}{plus}.")
+            raise self.keyword_error(
+                f"{self.kind.capitalize()} {name!r} got unexpected keyword argument(s) "
+                f"{', '.join(map(repr, unknown))}.{hints} Accepted: "
+                f"{', '.join(accepted) or '(none)'}{plus}."
+            )
         return factory
 
     def build(self, name: str, /, **kwargs: Any) -> Any:
@@ -86,13 +99,17 @@ class Registry(Generic[F]):
         return name in self._factories
 
 
-def keyword_names(factory: Callable[..., Any], *, exclude: Iterable[str] = (), keyword_only: bool = False
-                  ) -> list[str] | None:
+def keyword_names(
+    factory: Callable[..., Any], *, exclude: Iterable[str] = (), keyword_only: bool = False
+) -> list[str] | None:
     """The keyword arguments ``factory`` accepts (minus ``exclude``), or ``None`` if it takes ``**kwargs``."""
     target = factory.__init__ if inspect.isclass(factory) else factory
     params = [p for p in inspect.signature(target).parameters.values() if p.name not in ("self", *exclude)]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    kinds = ((inspect.Parameter.KEYWORD_ONLY,) if keyword_only
-             else (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    kinds = (
+        (inspect.Parameter.KEYWORD_ONLY,)
+        if keyword_only
+        else (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
     return [p.name for p in params if p.kind in kinds]

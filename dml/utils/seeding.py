@@ -1,4 +1,5 @@
 """One call seeds every random number generator the suite uses."""
+
 from __future__ import annotations
 
 import os

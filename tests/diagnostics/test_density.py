@@ -1,4 +1,5 @@
 """dml.diagnostics.density: π_intra, π_inter, π_ratio (Roth et al., ICML 2020) against a slow double loop."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -49,10 +50,10 @@ def test_matches_a_double_loop_with_uneven_classes_and_singletons(singletons: st
 def test_hand_made_configuration_on_the_circle() -> None:
     deg = np.deg2rad([0.0, 90.0, 180.0, 240.0])
     x = np.stack([np.cos(deg), np.sin(deg)], axis=1)
-    density = embedding_density(x, ["a", "a", "b", "b"])             # string labels are fine
-    np.testing.assert_allclose(density.class_intra, [1.0, 0.5])       # 1 - cos 90°, 1 - cos 60°
+    density = embedding_density(x, ["a", "a", "b", "b"])  # string labels are fine
+    np.testing.assert_allclose(density.class_intra, [1.0, 0.5])  # 1 - cos 90°, 1 - cos 60°
     assert density.pi_intra == pytest.approx(0.75)
-    assert density.pi_inter == pytest.approx(1.0 - np.cos(np.deg2rad(165.0)))   # class means at 45° and 210°
+    assert density.pi_inter == pytest.approx(1.0 - np.cos(np.deg2rad(165.0)))  # class means at 45° and 210°
 
 
 def test_singletons_take_the_largest_class_value_or_are_dropped() -> None:
@@ -80,7 +81,7 @@ def test_tight_well_separated_classes_have_a_small_ratio() -> None:
     tight = embedding_density(centres[labels] + 0.01 * rng.normal(size=(40, 4)), labels)
     loose = embedding_density(centres[labels] + 0.5 * rng.normal(size=(40, 4)), labels)
     assert tight.pi_ratio < 0.01 < loose.pi_ratio
-    assert tight.pi_inter == pytest.approx(1.0, abs=0.02)              # orthogonal class means: d = 1
+    assert tight.pi_inter == pytest.approx(1.0, abs=0.02)  # orthogonal class means: d = 1
 
 
 def test_bad_input_fails_with_a_clear_message() -> None:
@@ -104,7 +105,11 @@ def test_bad_input_fails_with_a_clear_message() -> None:
 def test_plot_density_marks_intra_and_inter() -> None:
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(5), 6)
-    ax = plot_density({"train": embedding_density(rng.normal(size=(30, 4)), labels),
-                       "test": embedding_density(rng.normal(size=(30, 4)), labels)})
-    assert len(ax.get_lines()) == 4                                   # two vertical lines per set
+    ax = plot_density(
+        {
+            "train": embedding_density(rng.normal(size=(30, 4)), labels),
+            "test": embedding_density(rng.normal(size=(30, 4)), labels),
+        }
+    )
+    assert len(ax.get_lines()) == 4  # two vertical lines per set
     assert len(ax.get_legend().get_texts()) == 2

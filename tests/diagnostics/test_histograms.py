@@ -1,4 +1,5 @@
 """dml.diagnostics.similarity_histograms and per_epoch: S_ap/S_an histograms, the EPHN "Margin", the epoch hook."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,19 @@ import torch
 from torch.utils.data import TensorDataset
 
 import dml.data
-from dml.diagnostics import (diagnostics_callback, embedding_diagnostics, epoch_diagnostics, histogram_edges,
-                             histograms_from_history, plot_epoch_curves, plot_epoch_diagnostics,
-                             plot_similarity_histograms, similarity_histograms, spectral_decay, triplet_space)
+from dml.diagnostics import (
+    diagnostics_callback,
+    embedding_diagnostics,
+    epoch_diagnostics,
+    histogram_edges,
+    histograms_from_history,
+    plot_epoch_curves,
+    plot_epoch_diagnostics,
+    plot_similarity_histograms,
+    similarity_histograms,
+    spectral_decay,
+    triplet_space,
+)
 from dml.train import config as train_config
 from dml.train import train
 
@@ -44,8 +55,7 @@ def test_all_pairs_histograms_match_a_double_loop_for_any_chunk_size() -> None:
     counts = np.bincount(labels)
     assert hist.positive_counts.sum() == np.sum(counts * (counts - 1) // 2)
     assert hist.positive_counts.sum() + hist.negative_counts.sum() == 37 * 36 // 2
-    as_tensor = similarity_histograms(torch.tensor(x, dtype=torch.float32), torch.tensor(labels), pairs="all",
-                                      bins=16)
+    as_tensor = similarity_histograms(torch.tensor(x, dtype=torch.float32), torch.tensor(labels), pairs="all", bins=16)
     assert as_tensor.mean_negative == pytest.approx(negatives.mean(), abs=1e-6)
 
 
@@ -58,7 +68,7 @@ def test_anchor_histograms_are_the_triplet_space_values() -> None:
     np.testing.assert_array_equal(hist.positive_counts, np.histogram(space.s_ap, bins=edges)[0])
     np.testing.assert_array_equal(hist.negative_counts, np.histogram(space.s_an, bins=edges)[0])
     assert hist.margin == pytest.approx(np.mean(space.s_ap) - np.mean(space.s_an), rel=1e-6)
-    assert hist.margin == pytest.approx(space.margin, rel=1e-6)      # every anchor is valid here
+    assert hist.margin == pytest.approx(space.margin, rel=1e-6)  # every anchor is valid here
     assert hist.pairs == "anchor" and hist.positive_counts.sum() == 40
     named = similarity_histograms(x, np.array([f"class {c}" for c in labels]), bins=20)
     assert np.array_equal(named.negative_counts, hist.negative_counts) and named.margin == hist.margin
@@ -69,9 +79,9 @@ def test_fixed_bins_catch_the_extremes_and_duplicates_follow_the_threshold() -> 
     x = np.array([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
     labels = [0, 0, 1, 1]
     hist = similarity_histograms(x, labels, pairs="all", bins=4)
-    assert hist.positive_counts.tolist() == [0, 0, 1, 1]             # S = 1 in the last bin, S = 0 on an edge: right
-    assert hist.negative_counts.tolist() == [2, 0, 2, 0]             # S = -1 in the first bin
-    skipped = similarity_histograms(x, labels, bins=4)               # the duplicate is not a positive (S > 0.9999)
+    assert hist.positive_counts.tolist() == [0, 0, 1, 1]  # S = 1 in the last bin, S = 0 on an edge: right
+    assert hist.negative_counts.tolist() == [2, 0, 2, 0]  # S = -1 in the first bin
+    skipped = similarity_histograms(x, labels, bins=4)  # the duplicate is not a positive (S > 0.9999)
     kept = similarity_histograms(x, labels, bins=4, duplicate_threshold=None)
     assert skipped.positive_counts.tolist() == [0, 0, 2, 0]
     assert kept.positive_counts.tolist() == [0, 0, 2, 2]
@@ -82,12 +92,26 @@ def test_embedding_diagnostics_gives_strict_json_and_the_same_numbers_as_each_fu
     rng = np.random.default_rng(2)
     x, labels = rng.normal(size=(24, 4)), np.repeat(np.arange(6), 4)
     out = embedding_diagnostics(x, labels, prefix="train_", bins=10, spectrum_ks=(1, 3))
-    assert set(out) == {f"train_{key}" for key in ("hard_ratio", "margin", "mean_s_ap", "mean_s_an", "s_ap_hist",
-                                                   "s_an_hist", "rho@1", "rho@3", "pi_intra", "pi_inter",
-                                                   "pi_ratio", "mean_similarity")}
+    assert set(out) == {
+        f"train_{key}"
+        for key in (
+            "hard_ratio",
+            "margin",
+            "mean_s_ap",
+            "mean_s_an",
+            "s_ap_hist",
+            "s_an_hist",
+            "rho@1",
+            "rho@3",
+            "pi_intra",
+            "pi_inter",
+            "pi_ratio",
+            "mean_similarity",
+        )
+    }
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     cosines = xn @ xn.T
-    assert out["train_mean_similarity"] == pytest.approx(cosines[~np.eye(24, dtype=bool)].mean())   # the slow way
+    assert out["train_mean_similarity"] == pytest.approx(cosines[~np.eye(24, dtype=bool)].mean())  # the slow way
     assert out["train_rho@3"] == pytest.approx(spectral_decay(x, k=3).rho)
     assert out["train_hard_ratio"] == pytest.approx(triplet_space(x, labels).hard_ratio)
     assert sum(out["train_s_ap_hist"]) == 24 and len(out["train_s_an_hist"]) == 10
@@ -97,10 +121,10 @@ def test_embedding_diagnostics_gives_strict_json_and_the_same_numbers_as_each_fu
     assert degenerate["hard_ratio"] is None and degenerate["mean_s_ap"] is None and degenerate["margin"] is None
     json.dumps(degenerate, allow_nan=False)
     named = embedding_diagnostics(x, np.array(list("abcdef"))[labels], prefix="train_", bins=10, spectrum_ks=(1, 3))
-    assert named == out                                                  # string labels work the same
+    assert named == out  # string labels work the same
     all_pairs = embedding_diagnostics(x, labels, pairs="all", histograms=False, spectrum_ks=(), density=False)
     assert set(all_pairs) == {"hard_ratio", "margin", "mean_s_ap", "mean_s_an", "mean_similarity"}
-    assert degenerate["mean_similarity"] == pytest.approx(1 / 3)        # pairs: 1, 0, 0 (each counted twice)
+    assert degenerate["mean_similarity"] == pytest.approx(1 / 3)  # pairs: 1, 0, 0 (each counted twice)
 
 
 def test_max_points_subsamples_with_a_seeded_generator() -> None:
@@ -123,21 +147,38 @@ def test_epoch_diagnostics_embeds_a_dataset_in_eval_mode() -> None:
     assert out.keys() == expected.keys()
     for key, value in expected.items():
         assert out[key] == (value if isinstance(value, list) else pytest.approx(value, rel=1e-5))
-    assert model.training                                              # the mode is restored
+    assert model.training  # the mode is restored
 
 
 def test_callback_in_a_training_run_and_the_plots_over_epochs(tmp_path: Path) -> None:
     """The end-to-end check of the hook: a tiny run of two epochs (about 2 s), then its metrics.json plotted."""
-    data = {"num_classes": 6, "images_per_class": 4, "modes_per_class": 1, "image_size": 8, "seed": 2,
-            "root": str(tmp_path / "data")}
-    config = train_config.from_dict({
-        "seed": 0, "deterministic": False, "device": "cpu", "output_dir": str(tmp_path / "run"),
-        "data": {"name": "synthetic", "kwargs": {k: v for k, v in data.items() if k != "root"},
-                 "root": data["root"], "sampler": {"variant": "filled", "p": 2, "k": 2}},
-        "model": {"backbone": "small_cnn", "embedding_dim": 4, "backbone_kwargs": {"widths": [4]}},
-        "loss": {"name": "triplet", "kwargs": {"margin": 0.2}},
-        "optim": {"name": "adam", "lr": 0.01}, "train": {"epochs": 2, "log_every": 100}, "eval": {"every": 0},
-    })
+    data = {
+        "num_classes": 6,
+        "images_per_class": 4,
+        "modes_per_class": 1,
+        "image_size": 8,
+        "seed": 2,
+        "root": str(tmp_path / "data"),
+    }
+    config = train_config.from_dict(
+        {
+            "seed": 0,
+            "deterministic": False,
+            "device": "cpu",
+            "output_dir": str(tmp_path / "run"),
+            "data": {
+                "name": "synthetic",
+                "kwargs": {k: v for k, v in data.items() if k != "root"},
+                "root": data["root"],
+                "sampler": {"variant": "filled", "p": 2, "k": 2},
+            },
+            "model": {"backbone": "small_cnn", "embedding_dim": 4, "backbone_kwargs": {"widths": [4]}},
+            "loss": {"name": "triplet", "kwargs": {"margin": 0.2}},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"epochs": 2, "log_every": 100},
+            "eval": {"every": 0},
+        }
+    )
     (tmp_path / "data").mkdir()
     splits = {split: dml.data.build("synthetic", split=split, **data) for split in ("train", "test")}
     train(config, on_epoch_end=diagnostics_callback(splits, bins=8, spectrum_ks=(1, 2)))
@@ -148,7 +189,7 @@ def test_callback_in_a_training_run_and_the_plots_over_epochs(tmp_path: Path) ->
     assert sorted(hists) == [1, 2] and hists[2].margin == pytest.approx(history[1]["test_margin"])
     axes = plot_epoch_diagnostics(history, prefix="train_")
     assert [t.get_text() for t in axes[0].get_yticklabels()] == ["epoch 1", "epoch 2"]
-    assert len(axes[1].get_lines()) == 2                              # hard ratio and margin
+    assert len(axes[1].get_lines()) == 2  # hard ratio and margin
     overlay = plot_similarity_histograms(hists, style="overlay")
     assert len(overlay.get_lines()) == 4
     with pytest.raises(ValueError, match="prefix"):

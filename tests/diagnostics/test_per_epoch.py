@@ -1,4 +1,5 @@
 """dml.diagnostics.per_epoch: the every= / last= schedule of diagnostics_callback."""
+
 from __future__ import annotations
 
 import numpy as np

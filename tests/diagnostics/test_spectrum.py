@@ -1,4 +1,5 @@
 """dml.diagnostics.spectrum: spectral decay ρ (Roth et al., ICML 2020) against hand values and scipy."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -34,7 +35,7 @@ def test_hand_computed_values_on_an_uncentred_matrix() -> None:
 
 
 def test_diagonal_matrix_with_three_values() -> None:
-    x = np.diag([4.0, 2.0, 1.0, 1.0])[:, :3] @ _orthogonal(3, seed=1)    # rotating the columns keeps the spectrum
+    x = np.diag([4.0, 2.0, 1.0, 1.0])[:, :3] @ _orthogonal(3, seed=1)  # rotating the columns keeps the spectrum
     s_hat = np.array([4.0, 2.0, 1.0]) / 7.0
     assert spectral_decay(x).rho == pytest.approx(np.mean(np.log((1 / 3) / s_hat)), rel=1e-10)
     kept = np.array([2.0, 1.0]) / 3.0
@@ -54,7 +55,7 @@ def test_invariant_to_scale_and_rotation_and_agrees_with_scipy() -> None:
     for k in (1, 2, 5, 8):
         for reverse in (False, True):
             decay = spectral_decay(x, k=k, reverse=reverse)
-            s = np.linalg.svd(x, compute_uv=False)[k - 1:]
+            s = np.linalg.svd(x, compute_uv=False)[k - 1 :]
             s_hat, uniform = s / s.sum(), np.full(len(s), 1.0 / len(s))
             expected = scipy.stats.entropy(s_hat, uniform) if reverse else scipy.stats.entropy(uniform, s_hat)
             assert decay.rho == pytest.approx(expected, rel=1e-10, abs=1e-14)
@@ -94,11 +95,10 @@ def test_bad_input_fails_with_a_clear_message() -> None:
 
 def test_plot_spectrum_draws_one_line_per_set() -> None:
     rng = np.random.default_rng(0)
-    decays = {"spread": spectral_decay(rng.normal(size=(30, 6))),
-              "k=2": spectral_decay(rng.normal(size=(30, 6)), k=2)}
+    decays = {"spread": spectral_decay(rng.normal(size=(30, 6))), "k=2": spectral_decay(rng.normal(size=(30, 6)), k=2)}
     ax = plot_spectrum(decays)
     assert len(ax.get_lines()) == 2 and ax.get_yscale() == "log"
-    assert ax.get_lines()[1].get_xdata()[0] == 2                      # rho@2 starts at the second value
+    assert ax.get_lines()[1].get_xdata()[0] == 2  # rho@2 starts at the second value
     assert "ρ@1" in ax.get_legend().get_texts()[0].get_text()
     with pytest.raises(ValueError, match="empty"):
         plot_spectrum({})

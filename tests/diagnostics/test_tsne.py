@@ -1,4 +1,5 @@
 """dml.diagnostics.tsne: a joint, seeded t-SNE map of training and test embeddings (tiny sizes: t-SNE is slow)."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -27,7 +28,7 @@ def test_shapes_splits_and_clipped_perplexity() -> None:
     assert result.split.tolist() == ["train"] * 12 + ["test"] * 12
     assert result.labels.tolist() == list(train_y) + list(test_y)
     assert result.index.tolist() == list(range(12)) * 2
-    assert result.perplexity == pytest.approx(23 / 3)                  # 30 is too large for 24 points
+    assert result.perplexity == pytest.approx(23 / 3)  # 30 is too large for 24 points
     assert result.method == "exact" and np.isfinite(result.kl_divergence)
 
 
@@ -39,11 +40,11 @@ def test_same_seed_same_map_and_separated_clusters_stay_separated() -> None:
     distances = np.linalg.norm(first.coords[:, None] - first.coords[None], axis=-1)
     np.fill_diagonal(distances, np.inf)
     nearest = distances.argmin(axis=1)
-    assert (first.split[nearest] == first.split).all()                 # every point's neighbour is from its split
+    assert (first.split[nearest] == first.split).all()  # every point's neighbour is from its split
     is_train = first.split == "train"
     centres = np.stack([first.coords[is_train].mean(axis=0), first.coords[~is_train].mean(axis=0)])
     closest = np.linalg.norm(first.coords[:, None] - centres[None], axis=-1).argmin(axis=1)
-    assert np.array_equal(closest == 0, is_train)                      # every point is nearer its own cluster's centre
+    assert np.array_equal(closest == 0, is_train)  # every point is nearer its own cluster's centre
 
 
 def test_max_points_subsamples_each_split_in_proportion_with_the_seed() -> None:
@@ -87,8 +88,10 @@ def test_plot_colours_splits_or_classes() -> None:
     result = joint_tsne(train, train_y, test, test_y, max_iter=300)
     by_split = plot_joint_tsne(result)
     assert len(by_split.collections) == 2
-    assert [t.get_text() for t in by_split.get_legend().get_texts()] == ["train (6 points, 3 classes)",
-                                                                        "test (6 points, 2 classes)"]
+    assert [t.get_text() for t in by_split.get_legend().get_texts()] == [
+        "train (6 points, 3 classes)",
+        "test (6 points, 2 classes)",
+    ]
     by_class = plot_joint_tsne(result, color_by="class")
     assert len(np.unique(by_class.collections[0].get_facecolors(), axis=0)) == 3
     with pytest.raises(ValueError, match="color_by"):

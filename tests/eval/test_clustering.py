@@ -1,4 +1,5 @@
 """NMI: seeded k-means on the embeddings against the labels."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """embed(): eval mode, no gradients, order kept, previous mode restored."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Hotels-50K instance / chain top-K: hand-checked cases, the released script's loops, embeddings and CSV input."""
+
 from __future__ import annotations
 
 import csv
@@ -20,12 +21,12 @@ def released_protocol(qh, qc, rh, rc, ks_instance, ks_chain):
     for i in range(n):
         hits = np.where(rh[i] == qh[i])[0]
         if len(hits):
-            inst[i, hits[0]:] = 1
+            inst[i, hits[0] :] = 1
         if qc[i] > -1:
             known.append(i)
         hits = np.where(rc[i] == qc[i])[0]
         if len(hits):
-            chain[i, hits[0]:] = 1
+            chain[i, hits[0] :] = 1
     inst, chain = inst.mean(axis=0), chain[known].mean(axis=0)
     return {**{f"instance@{k}": inst[k - 1] for k in ks_instance}, **{f"chain@{k}": chain[k - 1] for k in ks_chain}}
 
@@ -63,13 +64,23 @@ def test_from_embeddings_equals_brute_force_ranking():
     chains = np.where(np.arange(12) % 4 == 3, -1, np.arange(12) % 3)
     gallery, queries = rng.normal(size=(150, 8)), rng.normal(size=(40, 8))
     query_hotels = rng.integers(0, 12, 40)
-    result = hotel_retrieval_metrics(queries, gallery, query_hotels, hotels, chains[query_hotels], chains[hotels],
-                                     top=20, instance_ks=(1, 5, 20), chain_ks=(1, 3, 5))
+    result = hotel_retrieval_metrics(
+        queries,
+        gallery,
+        query_hotels,
+        hotels,
+        chains[query_hotels],
+        chains[hotels],
+        top=20,
+        instance_ks=(1, 5, 20),
+        chain_ks=(1, 3, 5),
+    )
     g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     order = np.argsort(-(q @ g.T), axis=1, kind="stable")[:, :20]
-    reference = released_protocol(query_hotels, chains[query_hotels], hotels[order], chains[hotels[order]],
-                                  (1, 5, 20), (1, 3, 5))
+    reference = released_protocol(
+        query_hotels, chains[query_hotels], hotels[order], chains[hotels[order]], (1, 5, 20), (1, 3, 5)
+    )
     for key, value in reference.items():
         assert result[key] == pytest.approx(value), key
 
@@ -78,8 +89,9 @@ def test_perfect_embedding_and_tensor_inputs():
     hotels = torch.arange(10).repeat_interleave(3)
     chains = torch.tensor([0, 0, 1, 1, 2, 2, -1, -1, 3, 3])[hotels]
     emb = torch.nn.functional.one_hot(hotels, 10).float()
-    result = hotel_retrieval_metrics(emb[::3], emb, hotels[::3], hotels, chains[::3], chains, top=5,
-                                     instance_ks=(1, 5), chain_ks=(1,))
+    result = hotel_retrieval_metrics(
+        emb[::3], emb, hotels[::3], hotels, chains[::3], chains, top=5, instance_ks=(1, 5), chain_ks=(1,)
+    )
     assert result["instance@1"] == result["chain@1"] == 1.0 and result["num_queries_with_chain"] == 8
 
 
@@ -115,8 +127,9 @@ def test_released_csv_format_end_to_end(tmp_path):
     query_ids, result_ids = read_result_csv(tmp_path / "results.csv")
     assert result_ids.shape == (4, 100)
     with pytest.raises(KeyError, match="Unknown result image id 999"):
-        hotel_metrics_from_ids(query_ids, np.full((4, 100), 999), test_hotel_of=test_hotel,
-                               train_hotel_of=train_hotel, chain_of=chain_of)
+        hotel_metrics_from_ids(
+            query_ids, np.full((4, 100), 999), test_hotel_of=test_hotel, train_hotel_of=train_hotel, chain_of=chain_of
+        )
     (tmp_path / "short.csv").write_text("1,2,3\n")
     with pytest.raises(ValueError, match="line 1: expected a query image id and 100 result ids"):
         read_result_csv(tmp_path / "short.csv")

@@ -1,4 +1,5 @@
 """dml.eval.knn against a brute-force ranking by (-score, index)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,6 +5,7 @@ query is removed from its own neighbours and R = class count − 1); ``k="max_bi
 R-precision exact; its k-NN is faiss ``IndexFlatL2`` on the raw vectors, so cosine is compared on L2-normalised
 inputs and euclidean on raw ones. PML has no Recall@k; its ``precision_at_1`` equals our ``recall@1``.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """dml.eval.protocol: Evaluation.of reads the protocol's arrays; evaluate() is the trainer's evaluation, Config-free."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,10 @@ class _Set(torch.utils.data.Dataset):
     def __init__(self, n: int = 24, classes: int = 6, is_query=None, chain_labels=None) -> None:
         g = torch.Generator().manual_seed(0)
         self.labels = np.arange(n) % classes
-        self.x = torch.randn(n, 5, generator=g) + torch.nn.functional.one_hot(torch.as_tensor(self.labels), 5 + 1)[
-            :, :5].float() * 3
+        self.x = (
+            torch.randn(n, 5, generator=g)
+            + torch.nn.functional.one_hot(torch.as_tensor(self.labels), 5 + 1)[:, :5].float() * 3
+        )
         self.is_query, self.chain_labels = is_query, chain_labels
 
     def __len__(self) -> int:
@@ -56,7 +59,8 @@ def test_embed_fn_owns_the_test_time_embedding() -> None:
         return dml.eval.embed(model, data, batch_size=batch_size, device=device)
 
     assert evaluate(model, Evaluation.of(_Set()), batch_size=7, embed_fn=embed_fn) == evaluate(
-        model, Evaluation.of(_Set()))
+        model, Evaluation.of(_Set())
+    )
     assert seen == [7]
 
 

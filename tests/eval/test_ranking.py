@@ -5,6 +5,7 @@ row with one stable sort. Every fast route (rows with several block layouts, til
 memory budgets) must return the same integers. Ties come from data whose arithmetic is exact (±1 entries, small
 integers, constant vectors), so every route sees the same scores; random float64 data has no near-ties.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,17 +43,20 @@ def as_codes(*labels):
     return [torch.from_numpy(part.astype(np.int64)) for part in parts]
 
 
-def assert_routes_match_dense(x, y, routes, *, metric="cosine", dtype=torch.float64, gallery=None, gallery_y=None,
-                              k_maxes=(1, 1000)):
+def assert_routes_match_dense(
+    x, y, routes, *, metric="cosine", dtype=torch.float64, gallery=None, gallery_y=None, k_maxes=(1, 1000)
+):
     a, b, offsets = operands(x, gallery, metric, dtype)
     exclude_self = gallery is None
     qc, gc = as_codes(y) * 2 if exclude_self else as_codes(y, gallery_y)
     for k_max in k_maxes:
-        want = dense_rank_statistics(a, b, qc, gc, offsets, exclude_self=exclude_self, k_max=k_max,
-                                     need_top_relevance=True)
+        want = dense_rank_statistics(
+            a, b, qc, gc, offsets, exclude_self=exclude_self, k_max=k_max, need_top_relevance=True
+        )
         for name, kw in routes.items():
-            got = rank_statistics(a, b, qc, gc, offsets=offsets, exclude_self=exclude_self, k_max=k_max,
-                                  need_top_relevance=True, **kw)
+            got = rank_statistics(
+                a, b, qc, gc, offsets=offsets, exclude_self=exclude_self, k_max=k_max, need_top_relevance=True, **kw
+            )
             assert torch.equal(got.num_positives, want.num_positives), name
             assert torch.equal(got.first_rank, want.first_rank), (name, k_max)
             assert torch.equal(got.top_relevance, want.top_relevance), (name, k_max)
@@ -65,6 +69,7 @@ def pm_one(rng, n, d=4):
 # ----------------------------------------------------------------------------------------------------------------
 # The reference itself
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def test_dense_constant_embedding_by_hand():
     x = torch.ones(4, 3)
@@ -80,8 +85,9 @@ def test_dense_query_gallery_by_hand():
     query = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     gallery = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [1.0, 0.0]])
     qc, gc = torch.tensor([1, 2]), torch.tensor([0, 1, 0, 1])
-    stats = rank_statistics(query, gallery, qc, gc, exclude_self=False, k_max=3, need_top_relevance=True,
-                            method="dense")
+    stats = rank_statistics(
+        query, gallery, qc, gc, exclude_self=False, k_max=3, need_top_relevance=True, method="dense"
+    )
     # Query 0 ranks (0, 3, 1, 2): items 0 and 3 tie, index 0 first; its first positive (3) comes second.
     assert stats.first_rank.tolist() == [1, 3]  # query 1 has no positive: k_max
     assert stats.num_positives.tolist() == [2, 0]
@@ -101,13 +107,15 @@ def test_dense_refuses_large_inputs():
     x = torch.zeros(100, 2)
     codes = torch.zeros(100, dtype=torch.int64)
     with pytest.raises(ValueError, match="method='dense'.*max_bytes"):
-        rank_statistics(x, x, codes, codes, exclude_self=True, k_max=1, need_top_relevance=False, method="dense",
-                        max_bytes=10_000)
+        rank_statistics(
+            x, x, codes, codes, exclude_self=True, k_max=1, need_top_relevance=False, method="dense", max_bytes=10_000
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fast routes against the reference, self-retrieval
 # ----------------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("n,d,classes", [(70, 6, 12), (130, 3, 60), (97, 16, 5)])
@@ -119,8 +127,9 @@ def test_random_float64(metric, n, d, classes):
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_random_float32(metric):
     rng = np.random.default_rng(1)
-    assert_routes_match_dense(rng.standard_normal((120, 8)), rng.integers(0, 20, 120), SELF_ROUTES, metric=metric,
-                              dtype=torch.float32)
+    assert_routes_match_dense(
+        rng.standard_normal((120, 8)), rng.integers(0, 20, 120), SELF_ROUTES, metric=metric, dtype=torch.float32
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -128,8 +137,7 @@ def test_random_float32(metric):
 def test_ties_and_duplicates(seed, metric):
     rng = np.random.default_rng(seed)
     n = 80 + 9 * seed
-    assert_routes_match_dense(pm_one(rng, n), rng.integers(0, 8, n), SELF_ROUTES, metric=metric,
-                              dtype=torch.float32)
+    assert_routes_match_dense(pm_one(rng, n), rng.integers(0, 8, n), SELF_ROUTES, metric=metric, dtype=torch.float32)
 
 
 def test_small_integer_vectors_euclidean():
@@ -141,8 +149,9 @@ def test_small_integer_vectors_euclidean():
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_constant_embedding(metric):
     rng = np.random.default_rng(11)
-    assert_routes_match_dense(np.full((45, 4), 0.5), rng.integers(0, 6, 45), SELF_ROUTES, metric=metric,
-                              dtype=torch.float32)
+    assert_routes_match_dense(
+        np.full((45, 4), 0.5), rng.integers(0, 6, 45), SELF_ROUTES, metric=metric, dtype=torch.float32
+    )
 
 
 def test_one_item_classes_and_queries_without_positives():
@@ -173,17 +182,31 @@ def test_near_perfect_embedding():
 # Fast routes against the reference, query/gallery
 # ----------------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 @pytest.mark.parametrize("nq,ng", [(30, 90), (64, 20)])
 def test_query_gallery_random(metric, nq, ng):
     rng = np.random.default_rng(nq * ng)
-    assert_routes_match_dense(rng.standard_normal((nq, 6)), rng.integers(0, 12, nq), QUERY_GALLERY_ROUTES,
-                              metric=metric, gallery=rng.standard_normal((ng, 6)), gallery_y=rng.integers(0, 10, ng))
+    assert_routes_match_dense(
+        rng.standard_normal((nq, 6)),
+        rng.integers(0, 12, nq),
+        QUERY_GALLERY_ROUTES,
+        metric=metric,
+        gallery=rng.standard_normal((ng, 6)),
+        gallery_y=rng.integers(0, 10, ng),
+    )
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_query_gallery_ties_and_missing_labels(metric):
     rng = np.random.default_rng(8)
     gallery = np.concatenate([pm_one(rng, 50), np.ones((10, 4))])  # duplicates and a block of constant vectors
-    assert_routes_match_dense(pm_one(rng, 40), rng.integers(0, 12, 40), QUERY_GALLERY_ROUTES, metric=metric,
-                              dtype=torch.float32, gallery=gallery, gallery_y=rng.integers(0, 10, 60))
+    assert_routes_match_dense(
+        pm_one(rng, 40),
+        rng.integers(0, 12, 40),
+        QUERY_GALLERY_ROUTES,
+        metric=metric,
+        dtype=torch.float32,
+        gallery=gallery,
+        gallery_y=rng.integers(0, 10, 60),
+    )

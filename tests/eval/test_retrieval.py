@@ -5,6 +5,7 @@ scores), ranks every query with ``np.lexsort`` by (−score, index) and loops ov
 correct. Exact ties are produced with data whose arithmetic is exact in float32 (±1 entries, small integers), so
 the implementation and the reference see the same ties.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,6 +26,7 @@ RANKING = ("recall", "map@r", "r_precision")
 # ----------------------------------------------------------------------------------------------------------------
 # Reference
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def reference_metrics(query, query_labels, gallery=None, gallery_labels=None, *, ks=(1, 2, 4, 8), metric="cosine"):
     """Brute force. ``gallery=None``: self-retrieval (the query excluded by index)."""
@@ -103,8 +105,10 @@ def pm_one(rng, n, d=4):
 # Against the reference
 # ----------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n,d,classes,chunk", [(60, 8, 12, None), (150, 5, 40, 7), (257, 16, 30, 64),
-                                               (120, 3, 110, 13)])
+
+@pytest.mark.parametrize(
+    "n,d,classes,chunk", [(60, 8, 12, None), (150, 5, 40, 7), (257, 16, 30, 64), (120, 3, 110, 13)]
+)
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_random_data_matches_reference(route, n, d, classes, chunk, metric):
     rng = np.random.default_rng(n + d)
@@ -162,8 +166,9 @@ def test_constant_embedding_matches_reference(route):
     rng = np.random.default_rng(11)
     x = np.full((50, 4), 0.5, dtype=np.float32)  # normalises to exactly 0.5: every score is exactly 1
     y = rng.integers(0, 7, 50)
-    assert_same(retrieval_metrics(x, y, ks=(1, 5, 20), include=RANKING, chunk_size=8),
-                reference_metrics(x, y, ks=(1, 5, 20)))
+    assert_same(
+        retrieval_metrics(x, y, ks=(1, 5, 20), include=RANKING, chunk_size=8), reference_metrics(x, y, ks=(1, 5, 20))
+    )
 
 
 @pytest.mark.parametrize("chunk", [None, 8, 20])
@@ -175,8 +180,10 @@ def test_inexact_duplicates_tie_exactly_by_default(chunk):
     x[::3] = rng.standard_normal((20, 6))
     y = rng.integers(0, 7, 60)
     for metric in ("cosine", "euclidean"):
-        assert_same(retrieval_metrics(x, y, ks=(1, 5, 20), metric=metric, include=RANKING, chunk_size=chunk),
-                    reference_metrics(x, y, ks=(1, 5, 20), metric=metric))
+        assert_same(
+            retrieval_metrics(x, y, ks=(1, 5, 20), metric=metric, include=RANKING, chunk_size=chunk),
+            reference_metrics(x, y, ks=(1, 5, 20), metric=metric),
+        )
 
 
 def test_perfect_embedding_scores_one(route):
@@ -244,9 +251,12 @@ def test_routes_agree_with_each_other():
     y = rng.integers(0, 50, 300)
     codes = torch.from_numpy(np.unique(y, return_inverse=True)[1].reshape(-1).astype(np.int64))
     xt = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
-    results = [rank_statistics(xt, xt, codes, codes, exclude_self=True, k_max=100, need_top_relevance=True,
-                               chunk_size=chunk, method=method)
-               for method, chunk in (("rows", None), ("rows", 37), ("tiles", None), ("tiles", 40))]
+    results = [
+        rank_statistics(
+            xt, xt, codes, codes, exclude_self=True, k_max=100, need_top_relevance=True, chunk_size=chunk, method=method
+        )
+        for method, chunk in (("rows", None), ("rows", 37), ("tiles", None), ("tiles", 40))
+    ]
     for other in results[1:]:
         assert torch.equal(other.first_rank, results[0].first_rank)
         assert torch.equal(other.top_relevance, results[0].top_relevance)
@@ -271,8 +281,17 @@ def test_default_keys_and_nmi_included():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((40, 4)), rng.integers(0, 4, 40)
     got = retrieval_metrics(x, y)
-    assert set(got) == {"recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi",
-                        "num_queries", "num_queries_without_positives"}
+    assert set(got) == {
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+        "map@r",
+        "r_precision",
+        "nmi",
+        "num_queries",
+        "num_queries_without_positives",
+    }
     assert set(retrieval_metrics(x, y, include=("nmi",))) == {"nmi", "num_queries", "num_queries_without_positives"}
     only_recall = retrieval_metrics(x, y, ks=(3,), include=("recall",))
     assert set(only_recall) == {"recall@3", "num_queries", "num_queries_without_positives"}
@@ -289,6 +308,7 @@ def test_small_memory_budget_same_result():
 # ----------------------------------------------------------------------------------------------------------------
 # Query / gallery
 # ----------------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("nq,ng,classes,chunk", [(40, 90, 10, None), (75, 33, 12, 8), (10, 200, 30, 3)])
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
@@ -336,6 +356,7 @@ def test_query_gallery_moves_gallery_to_query_device_and_dtype():
 # topk_lex
 # ----------------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("k", [1, 3, 7, 20, 25])
 def test_topk_lex_matches_lexsort(k):
     rng = np.random.default_rng(k)
@@ -354,6 +375,7 @@ def test_topk_lex_matches_lexsort(k):
 # ----------------------------------------------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def test_errors():
     x = np.zeros((5, 3))
@@ -382,9 +404,16 @@ def test_errors():
     with pytest.raises(ValueError, match="gallery_embeddings and labels"):
         query_gallery_metrics(x, y, np.zeros((4, 3)), np.arange(3))
     with pytest.raises(ValueError, match="method"):
-        rank_statistics(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, dtype=torch.long),
-                        torch.zeros(2, dtype=torch.long), exclude_self=False, k_max=1, need_top_relevance=False,
-                        method="tiles")
+        rank_statistics(
+            torch.zeros(2, 2),
+            torch.zeros(2, 2),
+            torch.zeros(2, dtype=torch.long),
+            torch.zeros(2, dtype=torch.long),
+            exclude_self=False,
+            k_max=1,
+            need_top_relevance=False,
+            method="tiles",
+        )
 
 
 def test_ks_int_and_duplicates_accepted():
@@ -407,11 +436,14 @@ def test_cuda_matches_cpu():
     for method in ("tiles", "rows"):
         codes = torch.from_numpy(np.unique(labels, return_inverse=True)[1].reshape(-1)).cuda()
         xt = torch.nn.functional.normalize(torch.from_numpy(ties).cuda(), dim=1)
-        stats = rank_statistics(xt, xt, codes, codes, exclude_self=True, k_max=10, need_top_relevance=True,
-                                chunk_size=30, method=method)
+        stats = rank_statistics(
+            xt, xt, codes, codes, exclude_self=True, k_max=10, need_top_relevance=True, chunk_size=30, method=method
+        )
         assert stats.first_rank.is_cuda
-    assert_same(retrieval_metrics(torch.from_numpy(ties).cuda(), labels, include=RANKING, chunk_size=30),
-                reference_metrics(ties, labels))
+    assert_same(
+        retrieval_metrics(torch.from_numpy(ties).cuda(), labels, include=RANKING, chunk_size=30),
+        reference_metrics(ties, labels),
+    )
 
 
 def test_tiles_are_runs_of_whole_classes():

@@ -3,6 +3,7 @@
 Every registered :class:`~dml.losses.PairLoss` is picked up automatically: its gradient must be rebuilt from its
 pair weights to round-off, and surgery with its own weights must reproduce its SGD step.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,20 +12,35 @@ import torch
 
 import dml.losses
 import dml.mining
-from dml.gradients import (ExplicitGradientLoss, decompose, entangle, euclidean_triplet_rule, loss_weights, nca_rule,
-                           one_step, sct_rule, surgery_gradient, surgery_loss, triplet_field, triplet_trajectory,
-                           triplet_vectors, weights_from_pull_push)
+from dml.gradients import (
+    ExplicitGradientLoss,
+    decompose,
+    entangle,
+    euclidean_triplet_rule,
+    loss_weights,
+    nca_rule,
+    one_step,
+    sct_rule,
+    surgery_gradient,
+    surgery_loss,
+    triplet_field,
+    triplet_trajectory,
+    triplet_vectors,
+    weights_from_pull_push,
+)
 from dml.gradients.simulation import collapse_share
 from dml.losses import PairLoss
 
 PAIR_LOSSES = dml.losses.available(kind=PairLoss)
 # Variants whose selection rule changes which pairs carry weight; built only where the loss has the option.
 # Every loss with a ``miner=`` option is also run with every registered miner.
-VARIANTS = {"triplet": [{"triplets": t} for t in ("semihard", "hardest")] + [{"reduction": "all"}],
-            "nca": [{"triplets": "hardest"}],
-            "sct": [{"rule": r} for r in ("eccv2020", "feb2021")] + [{"mode": m} for m in ("hn", "shn")],
-            "ephn": [{"negatives": "semihard"}],
-            "lifted_structure": [{"variant": "generalized"}]}
+VARIANTS = {
+    "triplet": [{"triplets": t} for t in ("semihard", "hardest")] + [{"reduction": "all"}],
+    "nca": [{"triplets": "hardest"}],
+    "sct": [{"rule": r} for r in ("eccv2020", "feb2021")] + [{"mode": m} for m in ("hn", "shn")],
+    "ephn": [{"negatives": "semihard"}],
+    "lifted_structure": [{"variant": "generalized"}],
+}
 
 
 def _cases() -> list:
@@ -32,8 +48,9 @@ def _cases() -> list:
     for name in PAIR_LOSSES:
         cases.append(pytest.param(name, {}, id=name))
         options = dml.losses.hyperparameters(name)
-        variants = VARIANTS.get(name, []) + ([{"miner": m} for m in dml.mining.available()] if "miner" in options
-                                             else [])
+        variants = VARIANTS.get(name, []) + (
+            [{"miner": m} for m in dml.mining.available()] if "miner" in options else []
+        )
         for kwargs in variants:
             if set(kwargs) <= set(options):
                 label = ",".join(f"{k}={v}" for k, v in kwargs.items())
@@ -99,7 +116,7 @@ def test_decompose_fields_for_the_triplet_loss() -> None:
     d = decompose(loss_fn, x, [0, 0, 1])
     assert torch.allclose(d.similarity[0, 1:], torch.tensor([0.6, 0.5], dtype=torch.float64))
     assert d.w_ap[0, 1] == pytest.approx(1.0) and d.w_an[0, 2] == pytest.approx(1.0)
-    assert d.w_ap[1, 0] == 0 and d.w_an[1, 2] == 0          # S_pn = 0.3 - 0.69 < S_pa - 0.2: inactive
+    assert d.w_ap[1, 0] == 0 and d.w_an[1, 2] == 0  # S_pn = 0.3 - 0.69 < S_pa - 0.2: inactive
     assert torch.all(d.w_ap[~d.positive_mask] == 0) and torch.all(d.w_an[~d.negative_mask] == 0)
     assert torch.equal(d.symmetric_weights, d.weights + d.weights.t())
 
@@ -138,8 +155,9 @@ def test_surgery_with_own_weights_reproduces_one_sgd_step(name: str, kwargs: dic
 def _random_weights(labels: torch.Tensor, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
-    return weights_from_pull_push(labels, torch.rand(n, n, generator=g, dtype=torch.float64),
-                                  torch.rand(n, n, generator=g, dtype=torch.float64))
+    return weights_from_pull_push(
+        labels, torch.rand(n, n, generator=g, dtype=torch.float64), torch.rand(n, n, generator=g, dtype=torch.float64)
+    )
 
 
 def _hand_reference(x: torch.Tensor, weights: torch.Tensor, direction: str, projection: bool) -> torch.Tensor:
@@ -167,8 +185,9 @@ def test_surgery_variants_match_the_hand_derived_reference(direction: str, proje
     x, labels = _batch(11, BATCHES["one-sample class"])
     weights = _random_weights(labels, 2)
     expected = _hand_reference(x, weights, direction, projection)
-    assert torch.allclose(surgery_gradient(x, weights, direction=direction, projection=projection), expected,
-                          rtol=1e-12, atol=1e-14)
+    assert torch.allclose(
+        surgery_gradient(x, weights, direction=direction, projection=projection), expected, rtol=1e-12, atol=1e-14
+    )
     leaf = x.clone().requires_grad_(True)
     surgery_loss(leaf, weights, direction=direction, projection=projection).backward()
     assert torch.allclose(leaf.grad, expected, rtol=1e-10, atol=1e-13)
@@ -180,10 +199,10 @@ def test_euclidean_direction_is_the_gradient_of_a_distance_loss() -> None:
     unit = torch.nn.functional.normalize(x, dim=1).requires_grad_(True)
     positive, negative = dml.losses.pair_masks(labels)
     dist = (unit[:, None, :] - unit[None, :, :]).pow(2).sum(-1).clamp_min(1e-30).sqrt()
-    loss = (dist[positive] ** 2).sum() - (dist[negative]).sum()       # dL/dD = 2D on positives, -1 on negatives
+    loss = (dist[positive] ** 2).sum() - (dist[negative]).sum()  # dL/dD = 2D on positives, -1 on negatives
     loss.backward()
     with torch.no_grad():
-        weights = -(2 * dist * positive - 1.0 * negative)            # W = -dL/dD
+        weights = -(2 * dist * positive - 1.0 * negative)  # W = -dL/dD
     got = surgery_gradient(unit.detach(), weights, direction="euclidean", projection=False)
     assert torch.allclose(got, unit.grad, rtol=1e-10, atol=1e-12)
 
@@ -216,7 +235,7 @@ def test_a_model_that_normalises_its_output_undoes_dropping_the_projection() -> 
     grads = []
     for projection in (True, False):
         leaf = x.clone().requires_grad_(True)
-        normalised = torch.nn.functional.normalize(leaf, dim=1)     # the model's own L2 layer
+        normalised = torch.nn.functional.normalize(leaf, dim=1)  # the model's own L2 layer
         surgery_loss(normalised, weights, projection=projection).backward()
         grads.append(leaf.grad)
     assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-13)
@@ -237,7 +256,8 @@ def test_simulation_step_is_a_surgery_step_on_three_unit_vectors() -> None:
 
 
 def test_simulation_reproduces_the_independent_numerical_check() -> None:
-    """Xuan et al., ECCV 2020, numerical check: share of hard cells where the entangled step pulls the negative closer (19 x 19 grid)."""
+    """Xuan et al., ECCV 2020, numerical check: the share of hard cells where the entangled step pulls the negative
+    closer (19 x 19 grid)."""
     expected = {"euclidean": (0.03, 0.13), "nca": (0.06, 0.17), "sct": (0.0, 0.0)}
     rules = {"euclidean": euclidean_triplet_rule(), "nca": nca_rule(1.0), "sct": sct_rule(1.0)}
     for key, rule in rules.items():

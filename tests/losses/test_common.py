@@ -11,6 +11,7 @@ proxy, so they must give a finite positive loss; the loss is a function of the (
 labels) fails with an error that names the problem; ``hyperparameters(name)`` round-trips through ``build`` and
 its defaults are plain values a config file can hold.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,17 @@ def _batch(seed: int = 0, per_class: int = 3, dtype: torch.dtype = torch.float32
 
 
 def test_every_loss_of_the_issue_is_registered() -> None:
-    expected = {"margin", "lifted_structure", "npair", "multi_similarity", "proxy_nca", "proxy_anchor",
-                "normalized_softmax", "contrastive", "triplet"}
+    expected = {
+        "margin",
+        "lifted_structure",
+        "npair",
+        "multi_similarity",
+        "proxy_nca",
+        "proxy_anchor",
+        "normalized_softmax",
+        "contrastive",
+        "triplet",
+    }
     assert expected <= set(NAMES)
 
 
@@ -108,8 +118,7 @@ def test_loss_sees_embeddings_only_through_from_similarity(name: str) -> None:
         sim = unit @ unit.t()
     torch.testing.assert_close(loss_fn.from_similarity(sim, y), loss_fn(x, y))
     # Only directions matter: rescaling the embeddings leaves the loss unchanged.
-    torch.testing.assert_close(loss_fn(x * torch.linspace(0.5, 4.0, len(x), dtype=x.dtype)[:, None], y),
-                               loss_fn(x, y))
+    torch.testing.assert_close(loss_fn(x * torch.linspace(0.5, 4.0, len(x), dtype=x.dtype)[:, None], y), loss_fn(x, y))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -19,6 +19,7 @@ and against pytorch-metric-learning (PML) 2.9 on the same inputs where the two c
   empty; PML keeps its other term. Compared with PML's ``MultiSimilarityLoss`` + ``MultiSimilarityMiner`` on batches
   where every anchor keeps both (asserted in the test), and with ``mining=False`` against PML without a miner.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,8 +36,9 @@ from dml.losses.npair import first_pair_per_class
 from dml.mining import Miner, Pairs, Triplets
 
 
-def _batch(seed: int = 0, n_classes: int = 4, per_class: int = 3, dim: int = 8,
-           dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    seed: int = 0, n_classes: int = 4, per_class: int = 3, dim: int = 8, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     labels = labels[torch.randperm(len(labels), generator=generator)]
@@ -233,8 +235,9 @@ def generalized_lifted_loop(x, y, margin=1.0):
 @pytest.mark.parametrize("margin", [1.0, 0.5])
 def test_lifted_matches_loop(seed: int, margin: float) -> None:
     x, y = _batch(seed)
-    got = _check_value_and_gradient(lambda a, b: lifted_loop(a, b, margin), losses.build(
-        "lifted_structure", margin=margin), x, y)
+    got = _check_value_and_gradient(
+        lambda a, b: lifted_loop(a, b, margin), losses.build("lifted_structure", margin=margin), x, y
+    )
     assert got > 0
 
 
@@ -284,8 +287,9 @@ def test_npair_matches_loop(seed: int, temperature: float) -> None:
     x, y = _batch(seed, n_classes=5, per_class=3)
     y = torch.cat([y, torch.tensor([9])])  # a one-sample class has no pair and is skipped
     x = torch.cat([x, torch.randn(1, x.shape[1], dtype=x.dtype)])
-    _check_value_and_gradient(lambda a, b: npair_loop(a, b, temperature), losses.build(
-        "npair", temperature=temperature), x, y)
+    _check_value_and_gradient(
+        lambda a, b: npair_loop(a, b, temperature), losses.build("npair", temperature=temperature), x, y
+    )
 
 
 def test_first_pair_per_class_takes_first_and_second_occurrence() -> None:
@@ -317,8 +321,10 @@ def ms_loop(x, y, alpha=2.0, beta=50.0, threshold=0.5, epsilon=0.1, mining=True)
             continue
         if mining:
             hardest_pos, hardest_neg = min(s.item() for s in pos), max(s.item() for s in neg)
-            pos, neg = ([s for s in pos if s.item() - epsilon < hardest_neg],
-                        [s for s in neg if s.item() + epsilon > hardest_pos])
+            pos, neg = (
+                [s for s in pos if s.item() - epsilon < hardest_neg],
+                [s for s in neg if s.item() + epsilon > hardest_pos],
+            )
         if not pos or not neg:
             continue
         pos_term = torch.log(1 + sum(torch.exp(-alpha * (s - threshold)) for s in pos)) / alpha
@@ -334,8 +340,12 @@ def test_multi_similarity_matches_loop(seed: int, mining: bool, params: dict) ->
     x, y = _batch(seed)
     y = torch.cat([y, torch.tensor([9])])
     x = torch.cat([x, torch.randn(1, x.shape[1], dtype=x.dtype)])
-    _check_value_and_gradient(lambda a, b: ms_loop(a, b, mining=mining, **params), losses.build(
-        "multi_similarity", mining=mining, **params), x, y)
+    _check_value_and_gradient(
+        lambda a, b: ms_loop(a, b, mining=mining, **params),
+        losses.build("multi_similarity", mining=mining, **params),
+        x,
+        y,
+    )
 
 
 def test_multi_similarity_mining_drops_easy_pairs() -> None:
@@ -376,10 +386,18 @@ def test_pair_losses_see_embeddings_only_through_similarity(name: str) -> None:
     torch.testing.assert_close(loss_fn(x * torch.rand(len(x), 1, dtype=x.dtype) * 5, y), loss_fn(x, y))
 
 
-@pytest.mark.parametrize("name,kwargs", [("margin", {}), ("margin", {"num_classes": 4, "nu": 0.1}),
-                                         ("lifted_structure", {}), ("lifted_structure", {"variant": "generalized"}),
-                                         ("npair", {}), ("multi_similarity", {}),
-                                         ("multi_similarity", {"mining": False})])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("margin", {}),
+        ("margin", {"num_classes": 4, "nu": 0.1}),
+        ("lifted_structure", {}),
+        ("lifted_structure", {"variant": "generalized"}),
+        ("npair", {}),
+        ("multi_similarity", {}),
+        ("multi_similarity", {"mining": False}),
+    ],
+)
 def test_gradient_decomposition_rebuilds_autograd(name: str, kwargs: dict) -> None:
     gradients = pytest.importorskip("dml.gradients")
     x, y = _batch(9, n_classes=4, per_class=3)
@@ -393,8 +411,7 @@ def test_gradient_decomposition_rebuilds_autograd(name: str, kwargs: dict) -> No
 
 @pytest.mark.parametrize("add_one", [False, True])
 @pytest.mark.parametrize("dim", [0, 1])
-def test_masked_logsumexp_matches_explicit_subsets_and_has_zero_gradient_on_empty_rows(add_one: bool,
-                                                                                      dim: int) -> None:
+def test_masked_logsumexp_matches_explicit_subsets_and_has_zero_gradient_on_empty_rows(add_one: bool, dim: int) -> None:
     from dml.losses.base import masked_logsumexp
 
     generator = torch.Generator().manual_seed(0)

@@ -10,6 +10,7 @@ embeddings *and* the proxies), and against pytorch-metric-learning (PML) 2.9 wit
 * ``proxy_anchor``: same equation, defaults, proxy layout ``(C, D)`` and initialiser as PML's ``ProxyAnchorLoss``.
 * ``normalized_softmax``: PML stores the class weights as ``W (D, C)``; ours are ``(C, D)``, so ``W.T`` is copied.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -23,6 +23,7 @@ Conventions, and which one the package follows:
   SCT's hard/easy split by the paper's rule or either code version, and its two reductions), checked here against
   loops that transcribe those rules anchor by anchor.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -271,15 +272,23 @@ def test_triplet_matches_pytorch_metric_learning(seed: int) -> None:
     pml_mean = pml_losses.TripletMarginLoss(margin=0.2, distance=cosine, reducer=reducers.MeanReducer())
     torch.testing.assert_close(losses.build("triplet", margin=0.2, reduction="all")(x, y), pml_mean(x, y))
     semihard = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=cosine)
-    torch.testing.assert_close(losses.build("triplet", margin=0.2, triplets="semihard")(x, y),
-                               pml_triplet(x, y, semihard(x, y)))
+    torch.testing.assert_close(
+        losses.build("triplet", margin=0.2, triplets="semihard")(x, y), pml_triplet(x, y, semihard(x, y))
+    )
     batch_hard = miners.BatchHardMiner(distance=cosine)
-    torch.testing.assert_close(losses.build("triplet", margin=0.2, triplets="hardest")(x, y),
-                               pml_triplet(x, y, batch_hard(x, y)))
+    torch.testing.assert_close(
+        losses.build("triplet", margin=0.2, triplets="hardest")(x, y), pml_triplet(x, y, batch_hard(x, y))
+    )
 
 
-@pytest.mark.parametrize("name,kwargs", [("distance_weighted", {"seed": 11}), ("semihard", {"select": "one"}),
-                                         ("easy_positive", {"negatives": "semihard"})])
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [
+        ("distance_weighted", {"seed": 11}),
+        ("semihard", {"select": "one"}),
+        ("easy_positive", {"negatives": "semihard"}),
+    ],
+)
 def test_triplet_with_a_miner_matches_pytorch_metric_learning_on_the_same_triplets(name: str, kwargs: dict) -> None:
     x, y = _batch(6, n_classes=6, per_class=4, dim=16)
     x = x.float()
@@ -328,8 +337,9 @@ def test_batch_all_triplet_never_forms_the_cubic_tensor() -> None:
 @pytest.mark.parametrize("tau", [0.1, 1.0])
 def test_nca_matches_loop_in_value_and_gradient(seed: int, triplets: str, tau: float) -> None:
     x, y = _batch(seed)
-    _check_against_loop(losses.build("nca", temperature=tau, triplets=triplets),
-                        lambda e: nca_loop(e, y, tau, triplets), x, y)
+    _check_against_loop(
+        losses.build("nca", temperature=tau, triplets=triplets), lambda e: nca_loop(e, y, tau, triplets), x, y
+    )
 
 
 def test_nca_all_in_recomputed_blocks_matches_a_single_block(monkeypatch) -> None:
@@ -388,8 +398,9 @@ def test_ephn_validity_rules_differ_where_the_released_code_versions_do() -> Non
     assert s[0][1] < 0
     assert len(easy_positive_triplets(s, y, False, 0.0, None)) < len(easy_positive_triplets(s, y, False, -1.0, None))
     for validity in ("2020", "2019"):
-        torch.testing.assert_close(losses.build("ephn", validity=validity)(x, y), ephn_loop(x, y, 0.1, "hardest",
-                                                                                               validity))
+        torch.testing.assert_close(
+            losses.build("ephn", validity=validity)(x, y), ephn_loop(x, y, 0.1, "hardest", validity)
+        )
     assert losses.build("ephn", validity="2020")(x, y) != losses.build("ephn", validity="2019")(x, y)
 
 
@@ -414,8 +425,10 @@ def test_sct_rules_split_triplets_differently() -> None:
 
     triplets = mining.build("easy_positive", min_similarity=-1.0, max_similarity=1.0).mine(sim, y)
     s_ap, s_an = sim[triplets.anchor, triplets.positive], sim[triplets.anchor, triplets.negative]
-    hard_anchors = {rule: set(triplets.anchor[hard_easy_split(s_ap, s_an, rule)[0]].tolist())
-                    for rule in ("paper", "eccv2020", "feb2021")}
+    hard_anchors = {
+        rule: set(triplets.anchor[hard_easy_split(s_ap, s_an, rule)[0]].tolist())
+        for rule in ("paper", "eccv2020", "feb2021")
+    }
     assert {0, 2} <= hard_anchors["paper"] and 4 not in hard_anchors["paper"]
     assert 0 in hard_anchors["eccv2020"] and not {2, 4} & hard_anchors["eccv2020"]
     assert {0, 2, 4} <= hard_anchors["feb2021"]
@@ -442,20 +455,33 @@ def test_sct_hard_branch_pushes_only_the_negative() -> None:
 
 # ------------------------------------------------------------------------------------------ shared edge cases
 
-CONFIGS = [("contrastive", {}), ("contrastive", {"miner": "semihard"}), ("triplet", {}),
-           ("triplet", {"triplets": "semihard"}), ("triplet", {"triplets": "hardest"}),
-           ("triplet", {"miner": {"name": "distance_weighted", "seed": 0}}), ("nca", {}),
-           ("nca", {"triplets": "hardest"}),
-           ("ephn", {}), ("ephn", {"negatives": "semihard"}), ("sct", {}), ("sct", {"rule": "feb2021"}),
-           ("sct", {"reduction": "separate"}), ("sct", {"mode": "shn"})]
+CONFIGS = [
+    ("contrastive", {}),
+    ("contrastive", {"miner": "semihard"}),
+    ("triplet", {}),
+    ("triplet", {"triplets": "semihard"}),
+    ("triplet", {"triplets": "hardest"}),
+    ("triplet", {"miner": {"name": "distance_weighted", "seed": 0}}),
+    ("nca", {}),
+    ("nca", {"triplets": "hardest"}),
+    ("ephn", {}),
+    ("ephn", {"negatives": "semihard"}),
+    ("sct", {}),
+    ("sct", {"rule": "feb2021"}),
+    ("sct", {"reduction": "separate"}),
+    ("sct", {"mode": "shn"}),
+]
 CONFIG_IDS = [f"{name}-{'-'.join(str(v) for v in kw.values()) or 'default'}" for name, kw in CONFIGS]
 
 
 EMPTY_BATCHES = {"single": [7], "no-positive": [0, 1, 2, 3], "no-negative": [5, 5, 5, 5]}
 # The unmined contrastive loss keeps the other kind of pair when one kind is missing (tested below).
-EMPTY_CASES = [pytest.param(name, kwargs, labels, id=f"{config_id}-{case}")
-               for (name, kwargs), config_id in zip(CONFIGS, CONFIG_IDS) for case, labels in EMPTY_BATCHES.items()
-               if not (name == "contrastive" and not kwargs and case != "single")]
+EMPTY_CASES = [
+    pytest.param(name, kwargs, labels, id=f"{config_id}-{case}")
+    for (name, kwargs), config_id in zip(CONFIGS, CONFIG_IDS)
+    for case, labels in EMPTY_BATCHES.items()
+    if not (name == "contrastive" and not kwargs and case != "single")
+]
 
 
 @pytest.mark.parametrize("name,kwargs,labels", EMPTY_CASES)
@@ -505,8 +531,11 @@ def test_contrastive_with_one_kind_of_pair_keeps_the_other_term(labels: list[int
 def test_satisfied_margins_give_zero_loss_not_nan() -> None:
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], requires_grad=True)
     y = torch.tensor([0, 0, 1, 1])
-    for loss_fn in (losses.build("contrastive", neg_margin=0.5), losses.build("triplet", margin=0.5),
-                    losses.build("triplet", margin=0.5, triplets="semihard")):
+    for loss_fn in (
+        losses.build("contrastive", neg_margin=0.5),
+        losses.build("triplet", margin=0.5),
+        losses.build("triplet", margin=0.5, triplets="semihard"),
+    ):
         loss = loss_fn(x, y)
         assert loss.item() == 0.0
         loss.backward()
@@ -537,26 +566,29 @@ def test_invalid_inputs_raise_value_error(name: str) -> None:
         loss_fn(torch.randn(4, 3), torch.tensor([0.0, 0.0, 1.0, 1.0]))
 
 
-@pytest.mark.parametrize("name,kwargs,error,match", [
-    ("contrastive", {"reduction": "sum"}, ValueError, "Choose one of"),
-    ("contrastive", {"pos_margin": 1.5}, ValueError, r"\[-1, 1\]"),
-    ("contrastive", {"miner": 3}, TypeError, "registered miner name"),
-    ("contrastive", {"miner": "semihrad"}, ValueError, "Did you mean 'semihard'"),
-    ("triplet", {"margin": -0.1}, ValueError, ">= 0"),
-    ("triplet", {"triplets": "easy"}, ValueError, "Choose one of"),
-    ("triplet", {"reduction": "sum"}, ValueError, "Choose one of"),
-    ("triplet", {"triplets": "hardest", "miner": "semihard"}, ValueError, "not both"),
-    ("nca", {"temperature": 0.0}, ValueError, "> 0"),
-    ("nca", {"triplets": "semihard"}, ValueError, "miner="),
-    ("ephn", {"temperature": -1.0}, ValueError, "> 0"),
-    ("ephn", {"negatives": "all"}, ValueError, r"Unknown negatives 'all'.*Choose one of"),
-    ("ephn", {"validity": "2021"}, ValueError, "Choose one of"),
-    ("sct", {"lam": -1.0}, ValueError, ">= 0"),
-    ("sct", {"rule": "eccv"}, ValueError, "Choose one of"),
-    ("sct", {"reduction": "sum"}, ValueError, "Choose one of"),
-    ("sct", {"mode": "ephn"}, ValueError, "Choose one of"),
-    ("sct", {"mode": "hn", "lam": 0.5}, ValueError, "do not apply"),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,error,match",
+    [
+        ("contrastive", {"reduction": "sum"}, ValueError, "Choose one of"),
+        ("contrastive", {"pos_margin": 1.5}, ValueError, r"\[-1, 1\]"),
+        ("contrastive", {"miner": 3}, TypeError, "registered miner name"),
+        ("contrastive", {"miner": "semihrad"}, ValueError, "Did you mean 'semihard'"),
+        ("triplet", {"margin": -0.1}, ValueError, ">= 0"),
+        ("triplet", {"triplets": "easy"}, ValueError, "Choose one of"),
+        ("triplet", {"reduction": "sum"}, ValueError, "Choose one of"),
+        ("triplet", {"triplets": "hardest", "miner": "semihard"}, ValueError, "not both"),
+        ("nca", {"temperature": 0.0}, ValueError, "> 0"),
+        ("nca", {"triplets": "semihard"}, ValueError, "miner="),
+        ("ephn", {"temperature": -1.0}, ValueError, "> 0"),
+        ("ephn", {"negatives": "all"}, ValueError, r"Unknown negatives 'all'.*Choose one of"),
+        ("ephn", {"validity": "2021"}, ValueError, "Choose one of"),
+        ("sct", {"lam": -1.0}, ValueError, ">= 0"),
+        ("sct", {"rule": "eccv"}, ValueError, "Choose one of"),
+        ("sct", {"reduction": "sum"}, ValueError, "Choose one of"),
+        ("sct", {"mode": "ephn"}, ValueError, "Choose one of"),
+        ("sct", {"mode": "hn", "lam": 0.5}, ValueError, "do not apply"),
+    ],
+)
 def test_bad_hyperparameters_raise_clear_errors(name: str, kwargs: dict, error, match: str) -> None:
     with pytest.raises(error, match=match):
         losses.build(name, **kwargs)
@@ -578,17 +610,37 @@ def test_registry_lists_names_and_rejects_unknown_ones() -> None:
     assert {"contrastive", "triplet", "nca", "ephn", "sct"} <= set(losses.available())
     with pytest.raises(ValueError, match=r"Unknown loss 'triplett'.*Did you mean 'triplet'.*contrastive"):
         losses.build("triplett")
-    with pytest.raises(ValueError, match=r"unexpected keyword argument\(s\) 'margn'\. Closest: 'margn' -> 'margin'.*triplets"):
+    with pytest.raises(
+        ValueError, match=r"unexpected keyword argument\(s\) 'margn'\. Closest: 'margn' -> 'margin'.*triplets"
+    ):
         losses.build("triplet", margn=0.2)
-    assert losses.hyperparameters("contrastive") == {"pos_margin": 1.0, "neg_margin": 0.5, "reduction": "nonzero",
-                                                     "miner": None}
-    assert losses.hyperparameters("triplet") == {"margin": 0.1, "triplets": "all", "reduction": "nonzero",
-                                                 "miner": None}
+    assert losses.hyperparameters("contrastive") == {
+        "pos_margin": 1.0,
+        "neg_margin": 0.5,
+        "reduction": "nonzero",
+        "miner": None,
+    }
+    assert losses.hyperparameters("triplet") == {
+        "margin": 0.1,
+        "triplets": "all",
+        "reduction": "nonzero",
+        "miner": None,
+    }
     assert losses.hyperparameters("nca") == {"temperature": 0.1, "triplets": "all", "miner": None}
-    assert losses.hyperparameters("ephn") == {"temperature": 0.1, "negatives": "hardest", "validity": "2020",
-                                              "duplicate_threshold": 0.9999}
-    assert losses.hyperparameters("sct") == {"lam": 1.0, "temperature": 0.1, "rule": "paper", "reduction": "mean",
-                                             "mode": "sct", "duplicate_threshold": 0.9999}
+    assert losses.hyperparameters("ephn") == {
+        "temperature": 0.1,
+        "negatives": "hardest",
+        "validity": "2020",
+        "duplicate_threshold": 0.9999,
+    }
+    assert losses.hyperparameters("sct") == {
+        "lam": 1.0,
+        "temperature": 0.1,
+        "rule": "paper",
+        "reduction": "mean",
+        "mode": "sct",
+        "duplicate_threshold": 0.9999,
+    }
 
 
 def test_register_adds_a_loss_and_refuses_duplicates() -> None:

@@ -15,6 +15,7 @@ Conventions (the module docstrings in ``dml/mining/`` give the sources):
   weights, compared here by capturing them; PML draws its positives at random, we pair every positive, so the
   triplets themselves are compared only through the sampling distribution).
 """
+
 from __future__ import annotations
 
 import math
@@ -92,8 +93,9 @@ def test_semihard_matches_loop(seed: int, select: str, fallback: str, margin: fl
 @pytest.mark.parametrize("seed", [0, 3])
 def test_semihard_all_matches_pytorch_metric_learning(seed: int) -> None:
     x, y = _batch(seed, n_classes=5, per_class=5, dim=6)
-    theirs = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard",
-                                       distance=distances.CosineSimilarity())(x, y)
+    theirs = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard", distance=distances.CosineSimilarity())(
+        x, y
+    )
     ours = mining.build("semihard", margin=0.2)(x, y)
     assert len(ours[0]) > 0
     assert _as_set(ours) == _as_set(theirs)
@@ -101,10 +103,7 @@ def test_semihard_all_matches_pytorch_metric_learning(seed: int) -> None:
 
 def test_semihard_fallback_only_triggers_when_every_negative_is_harder() -> None:
     # anchor 0 (class 0): positive 1 at s = 0.2, negatives 2 and 3 at s = 0.9 and 0.5: no negative below s_ap.
-    sim = torch.tensor([[1.0, 0.2, 0.9, 0.5],
-                        [0.2, 1.0, 0.1, -0.3],
-                        [0.9, 0.1, 1.0, 0.0],
-                        [0.5, -0.3, 0.0, 1.0]])
+    sim = torch.tensor([[1.0, 0.2, 0.9, 0.5], [0.2, 1.0, 0.1, -0.3], [0.9, 0.1, 1.0, 0.0], [0.5, -0.3, 0.0, 1.0]])
     y = torch.tensor([0, 0, 1, 2])
     dropped = mining.build("semihard", select="one").mine(sim, y)
     assert (0, 1) not in {(a, p) for a, p, _ in _as_set(dropped)}
@@ -163,7 +162,7 @@ def easy_positive_loop(sim, y, negatives, threshold=0.9999, low=None, high=None)
             continue
         n = max(neg, key=lambda k: sim[a, k].item())
         values = (sim[a, p].item(), sim[a, n].item())
-        if low is not None and min(values) <= low or high is not None and max(values) >= high:
+        if (low is not None and min(values) <= low) or (high is not None and max(values) >= high):
             continue
         out.append((a, p, n))
     return sorted(out)
@@ -196,8 +195,9 @@ def test_easy_positive_skips_near_duplicate_positives() -> None:
 @pytest.mark.parametrize("neg_strategy,negatives", [("hard", "hardest"), ("semihard", "semihard")])
 def test_easy_positive_matches_pytorch_metric_learning(neg_strategy: str, negatives: str) -> None:
     x, y = _batch(5, n_classes=5, per_class=4)
-    a, p, _, n = miners.BatchEasyHardMiner(pos_strategy="easy", neg_strategy=neg_strategy,
-                                           distance=distances.CosineSimilarity())(x, y)
+    a, p, _, n = miners.BatchEasyHardMiner(
+        pos_strategy="easy", neg_strategy=neg_strategy, distance=distances.CosineSimilarity()
+    )(x, y)
     ours = mining.build("easy_positive", negatives=negatives)(x, y)
     assert len(ours.anchor) > 0 and _as_set(ours) == _as_set((a, p, n))
 
@@ -249,8 +249,9 @@ def test_distance_weights_match_pytorch_metric_learning(monkeypatch) -> None:
     ours(x, y)  # records the dimension
     theirs = captured["weights"].double()
     assert theirs.sum() > 0
-    torch.testing.assert_close(ours.weights(cosine_similarity_matrix(x), y), torch.nan_to_num(theirs),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        ours.weights(cosine_similarity_matrix(x), y), torch.nan_to_num(theirs), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_distance_weighted_sampling_frequencies_match_the_weights() -> None:
@@ -340,15 +341,24 @@ def test_distance_weighted_needs_the_dimension() -> None:
 
 # --------------------------------------------------------------------------------------------------- all miners
 
-ALL_MINERS = [("semihard", {}), ("semihard", {"select": "one", "fallback": "easiest"}), ("hardest_negative", {}),
-              ("hardest_negative", {"positives": "hardest"}), ("easy_positive", {}),
-              ("easy_positive", {"negatives": "semihard"}), ("distance_weighted", {"seed": 0})]
+ALL_MINERS = [
+    ("semihard", {}),
+    ("semihard", {"select": "one", "fallback": "easiest"}),
+    ("hardest_negative", {}),
+    ("hardest_negative", {"positives": "hardest"}),
+    ("easy_positive", {}),
+    ("easy_positive", {"negatives": "semihard"}),
+    ("distance_weighted", {"seed": 0}),
+]
 IDS = [f"{name}-{'-'.join(map(str, kw.values())) or 'default'}" for name, kw in ALL_MINERS]
 
 
 @pytest.mark.parametrize("name,kwargs", ALL_MINERS, ids=IDS)
-@pytest.mark.parametrize("labels", [[7], [0, 1, 2, 3], [5, 5, 5, 5], [0, 1, 1]],
-                         ids=["single", "no-positive", "no-negative", "one-anchor-class-alone"])
+@pytest.mark.parametrize(
+    "labels",
+    [[7], [0, 1, 2, 3], [5, 5, 5, 5], [0, 1, 1]],
+    ids=["single", "no-positive", "no-negative", "one-anchor-class-alone"],
+)
 def test_batches_without_valid_triplets_give_empty_indices(name: str, kwargs: dict, labels: list[int]) -> None:
     x = torch.randn(len(labels), 5, generator=torch.Generator().manual_seed(0))
     out = mining.build(name, **kwargs)(x, torch.tensor(labels))
@@ -410,21 +420,24 @@ def test_registry_and_resolve() -> None:
         mining.resolve(0.2)
 
 
-@pytest.mark.parametrize("name,kwargs,match", [
-    ("semihard", {"margin": -0.1}, r"\[0, 2\]"),
-    ("semihard", {"select": "some"}, "Choose one of"),
-    ("semihard", {"fallback": "easiest"}, "only applies to select='one'"),
-    ("semihard", {"select": "one", "fallback": "hardest"}, "Choose one of"),
-    ("hardest_negative", {"positives": "easiest"}, "Choose one of"),
-    ("easy_positive", {"negatives": "all"}, "Choose one of"),
-    ("easy_positive", {"duplicate_threshold": 1.5}, r"\(-1, 1\]"),
-    ("easy_positive", {"min_similarity": 0.5, "max_similarity": 0.2}, "must be below"),
-    ("distance_weighted", {"cutoff": 0.0}, r"\(0, 2\)"),
-    ("distance_weighted", {"nonzero_loss_cutoff": 0.3}, r"\(cutoff, 2\]"),
-    ("distance_weighted", {"positives": "hardest"}, "Choose one of"),
-    ("distance_weighted", {"dim": 1}, ">= 2"),
-    ("distance_weighted", {"seed": 0, "generator": torch.Generator()}, "not both"),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("semihard", {"margin": -0.1}, r"\[0, 2\]"),
+        ("semihard", {"select": "some"}, "Choose one of"),
+        ("semihard", {"fallback": "easiest"}, "only applies to select='one'"),
+        ("semihard", {"select": "one", "fallback": "hardest"}, "Choose one of"),
+        ("hardest_negative", {"positives": "easiest"}, "Choose one of"),
+        ("easy_positive", {"negatives": "all"}, "Choose one of"),
+        ("easy_positive", {"duplicate_threshold": 1.5}, r"\(-1, 1\]"),
+        ("easy_positive", {"min_similarity": 0.5, "max_similarity": 0.2}, "must be below"),
+        ("distance_weighted", {"cutoff": 0.0}, r"\(0, 2\)"),
+        ("distance_weighted", {"nonzero_loss_cutoff": 0.3}, r"\(cutoff, 2\]"),
+        ("distance_weighted", {"positives": "hardest"}, "Choose one of"),
+        ("distance_weighted", {"dim": 1}, ">= 2"),
+        ("distance_weighted", {"seed": 0, "generator": torch.Generator()}, "not both"),
+    ],
+)
 def test_bad_hyperparameters_raise_clear_errors(name: str, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         mining.build(name, **kwargs)

@@ -1,4 +1,5 @@
 """Embedding models: shapes, normalisation, pooling limits, registry errors, the offline pretrained-weights error."""
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ has their protocols' tables) (a small CNN, 32-pixel crops of a 40-pixel cache, t
 ``device=cpu``), so that every line of the full path runs: the cached pipeline, the per-epoch diagnostics, the
 recording of ``results/<paper>/<dataset>.json`` and the results table that reads it back.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,25 @@ import pytest
 from tests.fixtures.benchmarks import make_cub, make_hotels, make_inshop
 from tests.pages import REPO
 
-SHRINK = ["device=cpu", "model.backbone=small_cnn", "model.pretrained=false", "model.embedding_dim=8",
-          "model.backbone_kwargs={widths: [4, 8]}", "train.epochs=2", "optim.milestones=[1]", "eval.every=1",
-          "data.cache_size=40", "data.cache_workers=0", "data.augment.size=32", "data.augment.test_resize=36",
-          "data.augment.normalize=cache"]
-PAGES = {"sct": ("notebooks/reproduce_sct.md", ["HN", "SHN", "SCT"]),
-         "ephn": ("notebooks/reproduce_ephn.md", ["EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all"])}
+SHRINK = [
+    "device=cpu",
+    "model.backbone=small_cnn",
+    "model.pretrained=false",
+    "model.embedding_dim=8",
+    "model.backbone_kwargs={widths: [4, 8]}",
+    "train.epochs=2",
+    "optim.milestones=[1]",
+    "eval.every=1",
+    "data.cache_size=40",
+    "data.cache_workers=0",
+    "data.augment.size=32",
+    "data.augment.test_resize=36",
+    "data.augment.normalize=cache",
+]
+PAGES = {
+    "sct": ("notebooks/reproduce_sct.md", ["HN", "SHN", "SCT"]),
+    "ephn": ("notebooks/reproduce_ephn.md", ["EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all"]),
+}
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
     ("sct", "cub200"): ["data.sampler.p=16"],
@@ -46,9 +60,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.notebook
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("paper, dataset", sorted(CASES), ids=[f"{p}-{d}" for p, d in sorted(CASES)])
-def test_the_full_profile_runs_records_and_reads_back_its_results(paper: str, dataset: str, data_root: Path,
-                                                                  tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_full_profile_runs_records_and_reads_back_its_results(
+    paper: str, dataset: str, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import jupytext
     import papermill
 
@@ -57,10 +71,21 @@ def test_the_full_profile_runs_records_and_reads_back_its_results(paper: str, da
     results_dir, runs = tmp_path / "results", tmp_path / "runs"
     executed = tmp_path / "executed.ipynb"
     papermill.execute_notebook(
-        jupytext.read(REPO / page), str(executed),
-        parameters={"profile": "full", "dataset": dataset, "seeds": [0], "output_dir": str(runs),
-                    "results_dir": str(results_dir), "config_overrides": SHRINK + sampler},
-        kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False, execution_timeout=600)
+        jupytext.read(REPO / page),
+        str(executed),
+        parameters={
+            "profile": "full",
+            "dataset": dataset,
+            "seeds": [0],
+            "output_dir": str(runs),
+            "results_dir": str(results_dir),
+            "config_overrides": SHRINK + sampler,
+        },
+        kernel_name="python3",
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+        execution_timeout=600,
+    )
 
     record = json.loads((results_dir / paper / f"{dataset}.json").read_text())
     assert record["paper"] == paper and record["dataset"] == dataset and record["profile"] == "full"
@@ -72,7 +97,7 @@ def test_the_full_profile_runs_records_and_reads_back_its_results(paper: str, da
         assert final["epoch"] == 2
         assert record["summary"][method]["recall@1"]["values"] == [final["recall@1"]]
         assert record["configs"][method]["model"]["backbone"] == "small_cnn"
-        if dataset == "hotels50k":   # the released protocol's numbers are recorded too
+        if dataset == "hotels50k":  # the released protocol's numbers are recorded too
             assert record["summary"][method]["instance@1"]["values"] == [final["instance@1"]]
             assert record["summary"][method]["chain@1"]["values"] == [final["chain@1"]]
     # the results table read the record back: its row names this run's commit

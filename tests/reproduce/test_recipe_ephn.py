@@ -4,6 +4,7 @@ The recipes follow the released EPHN code (littleredxh/EasyPositiveHardNegative;
 says something and the group's SCT release (§2.6) otherwise; each YAML file's header names the source of each
 choice. These tests pin the documented values so that an edit of a recipe is a deliberate, reviewed change.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -25,8 +26,9 @@ METHODS = ("EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all")
 
 
 def _config(method: str, dataset: str, profile: str = "full", overrides: tuple[str, ...] = ()):
-    return EXPERIMENT.config(method, dataset=dataset, profile=profile, seed=3, output_dir="/tmp/unused",
-                             overrides=overrides)
+    return EXPERIMENT.config(
+        method, dataset=dataset, profile=profile, seed=3, output_dir="/tmp/unused", overrides=overrides
+    )
 
 
 def test_experiment_folder() -> None:
@@ -44,15 +46,25 @@ def test_experiment_folder() -> None:
 def test_real_dataset_recipe(dataset: str) -> None:
     backbone, dim, variant, ks = RECIPE[dataset]
     c = _config("EPHN", dataset)
-    assert (c.model.backbone, c.model.embedding_dim, c.model.pretrained, c.model.normalize) == (backbone, dim, True,
-                                                                                             True)
+    assert (c.model.backbone, c.model.embedding_dim, c.model.pretrained, c.model.normalize) == (
+        backbone,
+        dim,
+        True,
+        True,
+    )
     s = c.data.sampler
-    assert (s.p * s.k, s.k, s.variant, s.repeat) == (128, 16, variant, 1)        # batch 128, G = 16 (2020 run.sh)
+    assert (s.p * s.k, s.k, s.variant, s.repeat) == (128, 16, variant, 1)  # batch 128, G = 16 (2020 run.sh)
     assert (c.train.epochs, c.optim.milestones, c.optim.gamma) == (100, [50, 75], 0.1)
     assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == ("sgd", 0.03, 0.0, 0.0)
     a = c.data.augment
-    assert (c.data.pipeline, c.data.cache_size, a.size, a.crop, a.test_resize, a.flip) == ("cached", 281, 256,
-                                                                                           "random", 256, 0.5)
+    assert (c.data.pipeline, c.data.cache_size, a.size, a.crop, a.test_resize, a.flip) == (
+        "cached",
+        281,
+        256,
+        "random",
+        256,
+        0.5,
+    )
     assert a.normalize == ("cache" if dataset == "hotels50k" else dataset)
     assert (c.device, c.amp, c.deterministic) == ("cuda", False, False)
     assert (c.eval.every, c.eval.ks, c.eval.include) == (10, ks, ["recall"])
@@ -62,13 +74,25 @@ def test_real_dataset_recipe(dataset: str) -> None:
 
 def test_synthetic_recipe() -> None:
     c = _config("EPHN", "synthetic", profile="smoke")
-    assert c.data.kwargs == {"num_classes": 100, "images_per_class": 24, "modes_per_class": 4, "siblings": 4,
-                             "sibling_similarity": 0.5, "image_size": 32, "seed": 3}   # data.kwargs.seed={seed}
+    assert c.data.kwargs == {
+        "num_classes": 100,
+        "images_per_class": 24,
+        "modes_per_class": 4,
+        "siblings": 4,
+        "sibling_similarity": 0.5,
+        "image_size": 32,
+        "seed": 3,
+    }  # data.kwargs.seed={seed}
     s = c.data.sampler
     assert (s.variant, s.p, s.k) == ("filled", 8, 8)
     assert (c.model.backbone, c.model.embedding_dim, c.model.pooling) == ("small_cnn", 64, "gem")
     assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.milestones) == (
-        "sgd", 0.1, 0.0, 0.0, [])
+        "sgd",
+        0.1,
+        0.0,
+        0.0,
+        [],
+    )
     assert (c.train.epochs, c.device, c.eval.include) == (4, "cpu", ["recall", "map@r"])
     assert _config("EPHN", "synthetic", profile="medium").train.epochs == 10
 
@@ -79,21 +103,30 @@ def test_every_method_passes_preflight(method: str, dataset: str) -> None:
     """Catches hyperparameters of one loss leaking into another (preflight rejects unknown loss kwargs)."""
     c = _config(method, dataset, profile="smoke" if dataset == "synthetic" else "full")
     preflight(c)
-    expected = {"EPHN": ("ephn", {}), "EPSHN": ("ephn", {"negatives": "semihard"}),
-                "NCA, all positives": ("nca", {"temperature": 0.1, "triplets": "all"}),
-                "triplet, batch-all": ("triplet", {"margin": 0.1, "triplets": "all"})}[method]
+    expected = {
+        "EPHN": ("ephn", {}),
+        "EPSHN": ("ephn", {"negatives": "semihard"}),
+        "NCA, all positives": ("nca", {"temperature": 0.1, "triplets": "all"}),
+        "triplet, batch-all": ("triplet", {"margin": 0.1, "triplets": "all"}),
+    }[method]
     assert (c.loss.name, c.loss.kwargs) == expected
 
 
-@pytest.mark.parametrize(("dataset", "profile", "batch"), [("cub200", "full", 128), ("sop", "full", 128),
-                                                           ("synthetic", "smoke", 64), ("synthetic", "medium", 64)])
+@pytest.mark.parametrize(
+    ("dataset", "profile", "batch"),
+    [("cub200", "full", 128), ("sop", "full", 128), ("synthetic", "smoke", 64), ("synthetic", "medium", 64)],
+)
 def test_group_size_sweep_keeps_the_batch(dataset: str, profile: str, batch: int) -> None:
     """The notebook's sweep overrides (P = B / G) keep the batch size fixed for every G."""
     base = _config("EPHN", dataset, profile=profile)
     assert base.data.sampler.p * base.data.sampler.k == batch
     for k in (2, 4, 8, 16):
-        c = _config("NCA, all positives", dataset, profile=profile,
-                    overrides=(f"data.sampler.p={batch // k}", f"data.sampler.k={k}"))
+        c = _config(
+            "NCA, all positives",
+            dataset,
+            profile=profile,
+            overrides=(f"data.sampler.p={batch // k}", f"data.sampler.k={k}"),
+        )
         assert (c.data.sampler.k, c.data.sampler.p * c.data.sampler.k) == (k, batch)
         preflight(c)
 
@@ -102,9 +135,14 @@ def test_published_tables() -> None:
     tables = published_tables(EXPERIMENT)
     assert {t["dataset"] for t in tables} == {"cub200", "cars196", "sop", "inshop"}
     r1 = {(t["dataset"], method): row[t["columns"].index("R@1")] for t in tables for method, row in t["rows"].items()}
-    assert r1 == {("cub200", "EPSHN (64-d)"): 57.3, ("cub200", "EPSHN (512-d)"): 64.9,
-                  ("cars196", "EPSHN (64-d)"): 75.5, ("cars196", "EPSHN (512-d)"): 82.7,
-                  ("sop", "EPSHN (512-d)"): 78.3, ("inshop", "EPSHN (512-d)"): 87.8}
+    assert r1 == {
+        ("cub200", "EPSHN (64-d)"): 57.3,
+        ("cub200", "EPSHN (512-d)"): 64.9,
+        ("cars196", "EPSHN (64-d)"): 75.5,
+        ("cars196", "EPSHN (512-d)"): 82.7,
+        ("sop", "EPSHN (512-d)"): 78.3,
+        ("inshop", "EPSHN (512-d)"): 87.8,
+    }
     assert all(t["source"] == "third-party (leaderboard): paperswithcode / OpenCodePapers" for t in tables)
 
 

@@ -3,6 +3,7 @@
 Xuan, Stylianou, Liu & Pless, "Hard negative examples are hard, but useful", ECCV 2020; released code
 github.com/littleredxh/HardNegative (Feb 2021 version). No training: every config is only loaded and preflighted.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -19,16 +20,66 @@ FOLDER = REPO / "notebooks" / "sct"
 # papers.md §2.6 table: dim, batch (classes x 2), epochs (repeat), lr SCT, lr SHN; the release gives no lr for HN,
 # which uses SCT's. Milestones at 50 % (CUB/Cars) or 50 % and 75 % (SOP/In-shop/Hotels) of the epochs.
 RELEASED = {
-    "cub200": dict(dim=64, batch=128, variant="filled", repeat=1, epochs=80, milestones=[40], sct=9e-3, shn=2e-3,
-                   ks=[1, 2, 4, 8], normalize="cub200"),
-    "cars196": dict(dim=64, batch=128, variant="filled", repeat=1, epochs=80, milestones=[40], sct=2e-2, shn=4e-3,
-                    ks=[1, 2, 4, 8], normalize="cars196"),
-    "sop": dict(dim=512, batch=512, variant="sample-repeat", repeat=5, epochs=200, milestones=[100, 150], sct=3e-2,
-                shn=1e-2, ks=[1, 10, 100, 1000], normalize="sop"),
-    "inshop": dict(dim=512, batch=512, variant="sample-repeat", repeat=5, epochs=200, milestones=[100, 150],
-                   sct=1e-1, shn=3e-1, ks=[1, 10, 20, 30], normalize="inshop"),
-    "hotels50k": dict(dim=256, batch=512, variant="sample-repeat", repeat=5, epochs=200, milestones=[100, 150],
-                      sct=1e-1, shn=1e-2, ks=[1, 10, 100], normalize="hotels50k"),
+    "cub200": dict(
+        dim=64,
+        batch=128,
+        variant="filled",
+        repeat=1,
+        epochs=80,
+        milestones=[40],
+        sct=9e-3,
+        shn=2e-3,
+        ks=[1, 2, 4, 8],
+        normalize="cub200",
+    ),
+    "cars196": dict(
+        dim=64,
+        batch=128,
+        variant="filled",
+        repeat=1,
+        epochs=80,
+        milestones=[40],
+        sct=2e-2,
+        shn=4e-3,
+        ks=[1, 2, 4, 8],
+        normalize="cars196",
+    ),
+    "sop": dict(
+        dim=512,
+        batch=512,
+        variant="sample-repeat",
+        repeat=5,
+        epochs=200,
+        milestones=[100, 150],
+        sct=3e-2,
+        shn=1e-2,
+        ks=[1, 10, 100, 1000],
+        normalize="sop",
+    ),
+    "inshop": dict(
+        dim=512,
+        batch=512,
+        variant="sample-repeat",
+        repeat=5,
+        epochs=200,
+        milestones=[100, 150],
+        sct=1e-1,
+        shn=3e-1,
+        ks=[1, 10, 20, 30],
+        normalize="inshop",
+    ),
+    "hotels50k": dict(
+        dim=256,
+        batch=512,
+        variant="sample-repeat",
+        repeat=5,
+        epochs=200,
+        milestones=[100, 150],
+        sct=1e-1,
+        shn=1e-2,
+        ks=[1, 10, 100],
+        normalize="hotels50k",
+    ),
 }
 
 
@@ -58,8 +109,13 @@ def test_dataset_config_is_the_released_recipe(experiment, dataset: str, method:
     assert config.seed == 3 and config.output_dir == str(tmp_path)
     assert config.device == "cuda" and config.amp is False
     m = config.model
-    assert (m.backbone, m.pretrained, m.pooling, m.normalize, m.embedding_dim) == ("resnet50", True, "avg", True,
-                                                                                  want["dim"])
+    assert (m.backbone, m.pretrained, m.pooling, m.normalize, m.embedding_dim) == (
+        "resnet50",
+        True,
+        "avg",
+        True,
+        want["dim"],
+    )
     s = config.data.sampler
     assert s.k == 2 and s.p * s.k == want["batch"] and s.variant == want["variant"] and s.repeat == want["repeat"]
     d, a = config.data, config.data.augment
@@ -91,7 +147,7 @@ def test_builtin_profiles_resolve_to_the_cpu_setting(experiment, profile: str, e
             preflight(config)
             assert config.device == "cpu" and config.train.epochs == epochs
             assert config.data.kwargs["seed"] == seed and config.seed == seed
-            assert config.model.backbone_kwargs["norm"] == "none"   # the collapse needs a network without BN
+            assert config.model.backbone_kwargs["norm"] == "none"  # the collapse needs a network without BN
             assert (config.data.sampler.p, config.data.sampler.k) == (25, 2)
             assert config.optim.lr == 0.2 and config.optim.momentum == 0.0
     with pytest.raises(ValueError, match="built-in dataset"):

@@ -1,4 +1,5 @@
 """dml.reproduce: experiment folders, runs over methods and seeds, summaries and recorded full runs."""
+
 from __future__ import annotations
 
 import json
@@ -12,18 +13,37 @@ import pytest
 import torch
 import yaml
 
-from dml.reproduce import (RunResult, comparison_table, epoch_curve, load_experiment, load_recorded,
-                           published_tables, run_methods, save_full_run, summarize)
+from dml.reproduce import (
+    RunResult,
+    comparison_table,
+    epoch_curve,
+    load_experiment,
+    load_recorded,
+    published_tables,
+    run_methods,
+    save_full_run,
+    summarize,
+)
 from dml.train import ConfigError, load_config
 from tests.pages import REPO
 from tests.train import faults
 
 TINY = {
-    "seed": 0, "deterministic": False, "device": "cpu", "output_dir": "runs/unused",
-    "data": {"name": "synthetic", "kwargs": {"num_classes": 8, "images_per_class": 6, "image_size": 16, "seed": 0},
-             "sampler": {"variant": "filled", "p": 2, "k": 2}},
-    "model": {"backbone": "small_cnn", "embedding_dim": 8, "pooling": "avg",
-              "backbone_kwargs": {"widths": [4, 8], "norm": "none"}},
+    "seed": 0,
+    "deterministic": False,
+    "device": "cpu",
+    "output_dir": "runs/unused",
+    "data": {
+        "name": "synthetic",
+        "kwargs": {"num_classes": 8, "images_per_class": 6, "image_size": 16, "seed": 0},
+        "sampler": {"variant": "filled", "p": 2, "k": 2},
+    },
+    "model": {
+        "backbone": "small_cnn",
+        "embedding_dim": 8,
+        "pooling": "avg",
+        "backbone_kwargs": {"widths": [4, 8], "norm": "none"},
+    },
     "loss": {"name": "sct"},
     "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.0, "milestones": []},
     "train": {"epochs": 3, "log_every": 1000},
@@ -39,11 +59,24 @@ SPEC = {
         "full": {"seeds": [0, 1, 2], "device": "cuda"},
     },
 }
-PUBLISHED = {"tables": [
-    {"title": "Paper", "dataset": "bench", "source": "paper", "columns": ["R@1", "R@2"],
-     "rows": {"SCT": [57.7, 69.8], "HN": ["collapse", "collapse"]}},
-    {"title": "Other", "dataset": "elsewhere", "source": "released code", "columns": ["R@1"], "rows": {"SCT": [1.0]}},
-]}
+PUBLISHED = {
+    "tables": [
+        {
+            "title": "Paper",
+            "dataset": "bench",
+            "source": "paper",
+            "columns": ["R@1", "R@2"],
+            "rows": {"SCT": [57.7, 69.8], "HN": ["collapse", "collapse"]},
+        },
+        {
+            "title": "Other",
+            "dataset": "elsewhere",
+            "source": "released code",
+            "columns": ["R@1"],
+            "rows": {"SCT": [1.0]},
+        },
+    ]
+}
 
 
 def write_experiment(folder: Path, spec: dict = SPEC, published: dict | None = PUBLISHED) -> Path:
@@ -65,11 +98,12 @@ def test_overrides_apply_profile_then_method_then_dataset_method_then_caller(exp
     assert experiment.datasets() == ["bench", "synthetic"]
     assert experiment.real_datasets() == ["bench"]
     assert experiment.overrides("HN", dataset="bench", profile="full") == ["loss.kwargs.mode=hn", "optim.lr=0.002"]
-    config = experiment.config("HN", dataset="synthetic", profile="smoke", seed=3, output_dir="out/x",
-                               overrides=["train.epochs=5"])
-    assert config.loss.kwargs == {"mode": "hn"} and config.optim.lr == 0.1     # the lr override is bench-only
-    assert config.train.epochs == 5                                              # caller after profile
-    assert config.seed == 3 and config.data.kwargs["seed"] == 3                 # "{seed}" filled in
+    config = experiment.config(
+        "HN", dataset="synthetic", profile="smoke", seed=3, output_dir="out/x", overrides=["train.epochs=5"]
+    )
+    assert config.loss.kwargs == {"mode": "hn"} and config.optim.lr == 0.1  # the lr override is bench-only
+    assert config.train.epochs == 5  # caller after profile
+    assert config.seed == 3 and config.data.kwargs["seed"] == 3  # "{seed}" filled in
     assert config.output_dir == "out/x"
     assert experiment.config("HN", dataset="bench", profile="full", seed=0, output_dir="o").optim.lr == 0.002
 
@@ -100,13 +134,16 @@ def test_dataset_choice_is_checked(experiment) -> None:
         experiment.config_path("cub200")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({**SPEC, "colour": 1}, "unknown keys: \\['colour'\\]"),
-    ({"paper": "x"}, "needs 'paper' and 'methods'"),
-    ({**SPEC, "dataset_methods": {"bench": {"SHN": []}}}, "unknown methods \\['SHN'\\]"),
-    ({**SPEC, "profiles": {"full": {"device": "tpu"}}}, "device must be one of"),
-    ({**SPEC, "profiles": {"full": {"epochs": 3}}}, "unknown keys \\['epochs'\\]"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({**SPEC, "colour": 1}, "unknown keys: \\['colour'\\]"),
+        ({"paper": "x"}, "needs 'paper' and 'methods'"),
+        ({**SPEC, "dataset_methods": {"bench": {"SHN": []}}}, "unknown methods \\['SHN'\\]"),
+        ({**SPEC, "profiles": {"full": {"device": "tpu"}}}, "device must be one of"),
+        ({**SPEC, "profiles": {"full": {"epochs": 3}}}, "unknown keys \\['epochs'\\]"),
+    ],
+)
 def test_bad_experiment_files_fail_with_the_key(tmp_path: Path, spec: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_experiment(write_experiment(tmp_path / "bad", spec))
@@ -126,9 +163,16 @@ def test_bare_names_find_the_repository_notebooks() -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_the_gpu_profile_refuses_to_run_on_a_cpu(experiment, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="needs a CUDA GPU.*profile='medium'"):
-        run_methods(experiment, ["SCT"], dataset="bench", profile="full", seeds=[0], output_dir=tmp_path / "runs",
-                    overrides=["device=cuda"])
-    assert not (tmp_path / "runs").exists()                                   # refused before anything was written
+        run_methods(
+            experiment,
+            ["SCT"],
+            dataset="bench",
+            profile="full",
+            seeds=[0],
+            output_dir=tmp_path / "runs",
+            overrides=["device=cuda"],
+        )
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_runs_train_every_method_and_seed_then_reuse_finished_runs(experiment, tmp_path: Path) -> None:
@@ -140,8 +184,16 @@ def test_runs_train_every_method_and_seed_then_reuse_finished_runs(experiment, t
         return lambda epoch, model: {"probe": float(epoch)}
 
     out = tmp_path / "runs"
-    runs = run_methods(experiment, ["HN", "SCT"], dataset="synthetic", profile="smoke", seeds=[0, 1],
-                       output_dir=out, callback=callback, log=None)
+    runs = run_methods(
+        experiment,
+        ["HN", "SCT"],
+        dataset="synthetic",
+        profile="smoke",
+        seeds=[0, 1],
+        output_dir=out,
+        callback=callback,
+        log=None,
+    )
     assert calls == [("hn", 0), ("hn", 1), (None, 0), (None, 1)]
     assert [r.seed for r in runs["HN"]] == [0, 1]
     for method in ("HN", "SCT"):
@@ -153,31 +205,58 @@ def test_runs_train_every_method_and_seed_then_reuse_finished_runs(experiment, t
             assert result.config["seed"] == result.seed and not result.reused
     checkpoint = out / "HN" / "seed0" / "checkpoint.pt"
     stamp = checkpoint.stat().st_mtime_ns
-    again = run_methods(experiment, ["HN"], dataset="synthetic", profile="smoke", seeds=[0], output_dir=out,
-                        callback=callback, log=None)
+    again = run_methods(
+        experiment, ["HN"], dataset="synthetic", profile="smoke", seeds=[0], output_dir=out, callback=callback, log=None
+    )
     assert again["HN"][0].reused and checkpoint.stat().st_mtime_ns == stamp and len(calls) == 4
     assert again["HN"][0].final == runs["HN"][0].final
     # a different config in the same folder is trained afresh, not reused
-    changed = run_methods(experiment, ["HN"], dataset="synthetic", profile="smoke", seeds=[0], output_dir=out,
-                          overrides=["optim.lr=0.05"], log=None)
+    changed = run_methods(
+        experiment,
+        ["HN"],
+        dataset="synthetic",
+        profile="smoke",
+        seeds=[0],
+        output_dir=out,
+        overrides=["optim.lr=0.05"],
+        log=None,
+    )
     assert not changed["HN"][0].reused and checkpoint.stat().st_mtime_ns != stamp
 
 
 def test_an_interrupted_run_is_resumed_to_the_uninterrupted_numbers(experiment, tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    script = (faults.script(1) + f"import torch; torch.set_num_threads(1)\n"
-              f"from dml.reproduce import load_experiment, run_methods\n"
-              f"e = load_experiment({str(experiment.folder)!r})\n"
-              f"run_methods(e, ['SCT'], dataset='synthetic', profile='smoke', seeds=[0], output_dir={str(out)!r}, "
-              f"overrides=['train.epochs=3'], log=None)\n")
+    script = (
+        faults.script(1) + f"import torch; torch.set_num_threads(1)\n"
+        f"from dml.reproduce import load_experiment, run_methods\n"
+        f"e = load_experiment({str(experiment.folder)!r})\n"
+        f"run_methods(e, ['SCT'], dataset='synthetic', profile='smoke', seeds=[0], output_dir={str(out)!r}, "
+        f"overrides=['train.epochs=3'], log=None)\n"
+    )
     killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert killed.returncode != 0
     assert json.loads((out / "SCT" / "seed0" / "metrics.json").read_text())["final"] is None
     torch.set_num_threads(1)
-    resumed = run_methods(experiment, ["SCT"], dataset="synthetic", profile="smoke", seeds=[0], output_dir=out,
-                          overrides=["train.epochs=3"], log=None)["SCT"][0]
-    whole = run_methods(experiment, ["SCT"], dataset="synthetic", profile="smoke", seeds=[0],
-                        output_dir=tmp_path / "whole", overrides=["train.epochs=3"], log=None)["SCT"][0]
+    resumed = run_methods(
+        experiment,
+        ["SCT"],
+        dataset="synthetic",
+        profile="smoke",
+        seeds=[0],
+        output_dir=out,
+        overrides=["train.epochs=3"],
+        log=None,
+    )["SCT"][0]
+    whole = run_methods(
+        experiment,
+        ["SCT"],
+        dataset="synthetic",
+        profile="smoke",
+        seeds=[0],
+        output_dir=tmp_path / "whole",
+        overrides=["train.epochs=3"],
+        log=None,
+    )["SCT"][0]
     assert not resumed.reused and len(resumed.history) == 3
     assert [r["recall@1"] for r in resumed.history] == [r["recall@1"] for r in whole.history]
     assert json.loads((out / "SCT" / "seed0" / "run_info.json").read_text())["resumed_after_epoch"] == [1]
@@ -185,15 +264,16 @@ def test_an_interrupted_run_is_resumed_to_the_uninterrupted_numbers(experiment, 
 
 def fake_run(method: str, seed: int, values: list[float | None]) -> RunResult:
     history = [{"epoch": e + 1, "recall@1": v} for e, v in enumerate(values)]
-    return RunResult(method, seed, {"seed": seed, "output_dir": "x", "optim": {"lr": 0.1}}, history, history[-1],
-                     Path("x"))
+    return RunResult(
+        method, seed, {"seed": seed, "output_dir": "x", "optim": {"lr": 0.1}}, history, history[-1], Path("x")
+    )
 
 
 def test_summaries_are_population_mean_and_std_at_the_last_or_a_given_epoch() -> None:
     runs = {"A": [fake_run("A", 0, [0.1, 0.5]), fake_run("A", 1, [0.3, 0.8])]}
     last = summarize(runs, ["recall@1"])["A"]["recall@1"]
     assert last["values"] == [0.5, 0.8] and last["seeds"] == [0, 1]
-    assert last["mean"] == pytest.approx(0.65) and last["std"] == pytest.approx(0.15)   # ddof = 0
+    assert last["mean"] == pytest.approx(0.65) and last["std"] == pytest.approx(0.15)  # ddof = 0
     first = summarize(runs, ["recall@1"], epoch=1)["A"]["recall@1"]
     assert first["mean"] == pytest.approx(0.2)
     with pytest.raises(KeyError, match="no 'map@r'"):
@@ -221,19 +301,25 @@ def test_a_full_run_is_recorded_with_provenance_and_read_back(experiment, tmp_pa
     assert saved["summary"]["SCT"]["recall@1"]["mean"] == pytest.approx(0.6)
     assert saved["run_info"]["seeds"] == [0, 3] and "date" in saved["run_info"]
     assert "commit" in saved["run_info"] and "cuda" in saved["run_info"]["hardware"]
-    assert saved["configs"]["SCT"] == {"optim": {"lr": 0.1}}                   # seed and folder dropped
+    assert saved["configs"]["SCT"] == {"optim": {"lr": 0.1}}  # seed and folder dropped
     assert experiment.results_path("bench", tmp_path / "results") == path
     assert load_recorded(experiment, "bench", tmp_path / "results") == saved
     assert load_recorded(experiment, "synthetic", tmp_path / "results") is None
-    assert not list(path.parent.glob("*.tmp*"))                                   # atomic: no leftovers
+    assert not list(path.parent.glob("*.tmp*"))  # atomic: no leftovers
 
 
 def test_published_tables_and_the_comparison_table(experiment) -> None:
     tables = published_tables(experiment, "bench")
     assert [t["title"] for t in tables] == ["Paper"] and len(published_tables(experiment)) == 2
-    recorded = {"summary": {"SCT": {"recall@1": {"mean": 0.5771, "std": 0.0075}}},
-                "run_info": {"date": "2026-11-23T10:00:00+00:00", "commit": "abc", "seeds": [0, 1],
-                             "hardware": {"gpus": ["NVIDIA H100"]}}}
+    recorded = {
+        "summary": {"SCT": {"recall@1": {"mean": 0.5771, "std": 0.0075}}},
+        "run_info": {
+            "date": "2026-11-23T10:00:00+00:00",
+            "commit": "abc",
+            "seeds": [0, 1],
+            "hardware": {"gpus": ["NVIDIA H100"]},
+        },
+    }
     table = comparison_table(experiment, "bench", recorded=recorded, columns={"R@1": "recall@1", "R@2": "recall@2"})
     assert table["method"].tolist() == ["SCT", "HN", "SCT"]
     assert table["R@1"].tolist() == [57.7, "collapse", "57.71 ± 0.75"]
@@ -243,8 +329,9 @@ def test_published_tables_and_the_comparison_table(experiment) -> None:
 
 
 def test_a_malformed_published_table_is_refused(tmp_path: Path) -> None:
-    bad = {"tables": [{"title": "T", "dataset": "bench", "source": "s", "columns": ["R@1", "R@2"],
-                       "rows": {"SCT": [1.0]}}]}
+    bad = {
+        "tables": [{"title": "T", "dataset": "bench", "source": "s", "columns": ["R@1", "R@2"], "rows": {"SCT": [1.0]}}]
+    }
     experiment = load_experiment(write_experiment(tmp_path / "toy", published=bad))
     with pytest.raises(ConfigError, match="row 'SCT' has 1 values for 2 columns"):
         published_tables(experiment)
@@ -271,8 +358,10 @@ def test_the_default_folders_are_found_from_the_current_directory(tmp_path: Path
     experiment = load_experiment("toy")
     assert experiment.folder == (checkout / "notebooks" / "toy").resolve()
     assert experiment.results_path("synthetic") == checkout.resolve() / "results" / "toy" / "synthetic.json"
-    assert experiment.command("SCT", dataset="synthetic", profile="smoke", seed=0,
-                              output_dir="o").split()[2] == "notebooks/toy/synthetic.yaml"
+    assert (
+        experiment.command("SCT", dataset="synthetic", profile="smoke", seed=0, output_dir="o").split()[2]
+        == "notebooks/toy/synthetic.yaml"
+    )
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     monkeypatch.chdir(outside)
@@ -286,8 +375,7 @@ def test_summary_tables_show_no_spread_for_one_seed() -> None:
     from dml.reproduce import summary_table
 
     one = summary_table(summarize({"m": [fake_run("m", 0, [0.5, 0.25])]}, ["recall@1"]))
-    two = summary_table(summarize({"m": [fake_run("m", 0, [0.5, 0.25]), fake_run("m", 1, [0.5, 0.75])]},
-                                  ["recall@1"]))
+    two = summary_table(summarize({"m": [fake_run("m", 0, [0.5, 0.25]), fake_run("m", 1, [0.5, 0.75])]}, ["recall@1"]))
     assert one.loc["m", "recall@1"] == "0.250" and two.loc["m", "recall@1"] == "0.500 ± 0.250"
 
 
@@ -310,8 +398,9 @@ def test_page_helpers_chance_recall_epoch_zero_curves_and_run_folders(experiment
 def test_epoch_zero_is_the_network_train_starts_from(experiment, tmp_path: Path) -> None:
     from dml.reproduce import epoch_zero, initial_model, train_diagnostics_callback
 
-    config = experiment.config("SCT", dataset="synthetic", profile="smoke", seed=3, output_dir=tmp_path / "run",
-                               overrides=["train.epochs=1"])
+    config = experiment.config(
+        "SCT", dataset="synthetic", profile="smoke", seed=3, output_dir=tmp_path / "run", overrides=["train.epochs=1"]
+    )
     diagnostics = {"pairs": "all", "histograms": False, "spectrum_ks": (), "density": False}
     record = epoch_zero(config, diagnostics=diagnostics)
     assert record["epoch"] == 0 and "recall@1" in record and "train_hard_ratio" in record

@@ -4,6 +4,7 @@
 :func:`kill_train_after` first, so every later ``dml.train.train`` call (also one made inside ``dml.reproduce``)
 carries the callback.
 """
+
 from __future__ import annotations
 
 import functools

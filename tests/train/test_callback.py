@@ -1,4 +1,5 @@
 """The trainer's optional ``on_epoch_end`` hook: extra per-epoch numbers, without changing what is trained."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,11 @@ TINY = {
     "seed": 5,
     "deterministic": False,
     "device": "cpu",
-    "data": {"name": "synthetic", "kwargs": {"num_classes": 8, "images_per_class": 6, "modes_per_class": 1,
-                                             "image_size": 16, "seed": 2},
-             "sampler": {"variant": "filled", "p": 2, "k": 3}},
+    "data": {
+        "name": "synthetic",
+        "kwargs": {"num_classes": 8, "images_per_class": 6, "modes_per_class": 1, "image_size": 16, "seed": 2},
+        "sampler": {"variant": "filled", "p": 2, "k": 3},
+    },
     "model": {"backbone": "small_cnn", "embedding_dim": 8, "backbone_kwargs": {"widths": [4, 8]}},
     "loss": {"name": "triplet", "kwargs": {"margin": 0.2}},
     "optim": {"name": "adam", "lr": 0.01},
@@ -30,8 +33,9 @@ TINY = {
 
 def _config(tmp_path: Path, name: str) -> train_config.Config:
     (tmp_path / "data").mkdir(exist_ok=True)
-    return train_config.from_dict({**TINY, "output_dir": str(tmp_path / name),
-                                   "data": {**TINY["data"], "root": str(tmp_path / "data")}})
+    return train_config.from_dict(
+        {**TINY, "output_dir": str(tmp_path / name), "data": {**TINY["data"], "root": str(tmp_path / "data")}}
+    )
 
 
 def test_callback_records_extra_numbers_and_does_not_change_training(tmp_path: Path) -> None:

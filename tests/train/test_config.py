@@ -1,4 +1,5 @@
 """Config loading: defaults, YAML files, dotted overrides, unknown keys with suggestions, types, dump round trip."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,9 +27,19 @@ def test_defaults_and_file_values(tmp_path: Path) -> None:
 
 def test_overrides_are_parsed_as_yaml_and_applied_after_the_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "optim: {lr: 0.05}\n")
-    config = load_config(path, ["optim.lr=0.1", "optim.milestones=[3, 6]", "model.pretrained=true",
-                                "data.root=null", "data.kwargs.num_classes=10", "output_dir=runs/x=y",
-                                "loss.kwargs={margin: 0.3}", "eval.ks=[1]"])
+    config = load_config(
+        path,
+        [
+            "optim.lr=0.1",
+            "optim.milestones=[3, 6]",
+            "model.pretrained=true",
+            "data.root=null",
+            "data.kwargs.num_classes=10",
+            "output_dir=runs/x=y",
+            "loss.kwargs={margin: 0.3}",
+            "eval.ks=[1]",
+        ],
+    )
     assert config.optim.lr == 0.1 and config.optim.milestones == [3, 6]
     assert config.model.pretrained is True and config.data.root is None
     assert config.data.kwargs == {"num_classes": 10}
@@ -43,13 +54,16 @@ def test_numbers_written_without_a_dot_are_accepted_for_floats() -> None:
     assert lr == 1.0 and isinstance(lr, float)
 
 
-@pytest.mark.parametrize("override,pattern", [
-    ("optim.lrr=0.1", r"Unknown config key 'optim.lrr'\. Did you mean 'optim.lr'\?"),
-    ("optm.lr=0.1", r"Unknown config key 'optm'\. Did you mean 'optim'\?"),
-    ("data.sampler.kk=4", r"'data.sampler.kk'\. Did you mean 'data.sampler.k'\?"),
-    ("train.epochs.x=1", r"'train.epochs' holds a single value"),
-    ("zzz=1", r"Unknown config key 'zzz'\. Valid keys at the top level"),
-])
+@pytest.mark.parametrize(
+    "override,pattern",
+    [
+        ("optim.lrr=0.1", r"Unknown config key 'optim.lrr'\. Did you mean 'optim.lr'\?"),
+        ("optm.lr=0.1", r"Unknown config key 'optm'\. Did you mean 'optim'\?"),
+        ("data.sampler.kk=4", r"'data.sampler.kk'\. Did you mean 'data.sampler.k'\?"),
+        ("train.epochs.x=1", r"'train.epochs' holds a single value"),
+        ("zzz=1", r"Unknown config key 'zzz'\. Valid keys at the top level"),
+    ],
+)
 def test_unknown_override_keys_name_the_path_and_a_suggestion(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_config(None, [override])
@@ -57,26 +71,32 @@ def test_unknown_override_keys_name_the_path_and_a_suggestion(override: str, pat
 
 def test_unknown_yaml_keys_name_the_path_and_a_suggestion(tmp_path: Path) -> None:
     path = _write(tmp_path, "model:\n  embeding_dim: 32\n")
-    with pytest.raises(ConfigError, match=r"Unknown config key 'model.embeding_dim'\. Did you mean "
-                                          r"'model.embedding_dim'\?.*Valid keys in 'model'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Unknown config key 'model.embeding_dim'\. Did you mean "
+        r"'model.embedding_dim'\?.*Valid keys in 'model'",
+    ):
         load_config(path)
 
 
-@pytest.mark.parametrize("override,pattern", [
-    ("train.epochs=1.5", r"'train.epochs' must be an integer; got 1.5"),
-    ("train.epochs=true", r"'train.epochs' must be an integer; got True"),
-    ("optim.lr=fast", r"'optim.lr' must be a number; got 'fast'"),
-    ("model.normalize=1", r"'model.normalize' must be a boolean"),
-    ("eval.ks=4", r"'eval.ks' must be a list of int"),
-    ("eval.ks=[1, two]", r"'eval.ks\[1\]' must be an integer"),
-    ("data.kwargs=3", r"'data.kwargs' must be a mapping"),
-    ("data=3", r"'data' must be a mapping"),
-    ("model.backbone=3", r"'model.backbone' must be a string"),
-    ("optim.name=rmsprop", r"'optim.name' must be one of \['sgd', 'adam', 'adamw'\]"),
-    ("device=tpu", r"'device' must be one of"),
-    ("data.sampler.k=1", r"'data.sampler.k' must be >= 2"),
-    ("optim.lr", r"has no '='"),
-])
+@pytest.mark.parametrize(
+    "override,pattern",
+    [
+        ("train.epochs=1.5", r"'train.epochs' must be an integer; got 1.5"),
+        ("train.epochs=true", r"'train.epochs' must be an integer; got True"),
+        ("optim.lr=fast", r"'optim.lr' must be a number; got 'fast'"),
+        ("model.normalize=1", r"'model.normalize' must be a boolean"),
+        ("eval.ks=4", r"'eval.ks' must be a list of int"),
+        ("eval.ks=[1, two]", r"'eval.ks\[1\]' must be an integer"),
+        ("data.kwargs=3", r"'data.kwargs' must be a mapping"),
+        ("data=3", r"'data' must be a mapping"),
+        ("model.backbone=3", r"'model.backbone' must be a string"),
+        ("optim.name=rmsprop", r"'optim.name' must be one of \['sgd', 'adam', 'adamw'\]"),
+        ("device=tpu", r"'device' must be one of"),
+        ("data.sampler.k=1", r"'data.sampler.k' must be >= 2"),
+        ("optim.lr", r"has no '='"),
+    ],
+)
 def test_bad_values_fail_with_the_key_and_the_expected_type(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_config(None, [override])
@@ -107,13 +127,16 @@ def test_example_configs_load_and_pass_preflight(name: str) -> None:
     preflight(load_config(CONFIGS / name))
 
 
-@pytest.mark.parametrize("override,pattern", [
-    ("loss.name=tripet", r"'loss.name': unknown value 'tripet'\. Did you mean 'triplet'\?"),
-    ("loss.kwargs={margn: 0.1}", r"\['margn'\] are not hyperparameters of loss 'contrastive'"),
-    ("model.backbone=resnet", r"'model.backbone': unknown value 'resnet'"),
-    ("model.pooling=mean", r"'model.pooling': unknown value 'mean'"),
-    ("data.name=mnist", r"'data.name': unknown value 'mnist'"),
-])
+@pytest.mark.parametrize(
+    "override,pattern",
+    [
+        ("loss.name=tripet", r"'loss.name': unknown value 'tripet'\. Did you mean 'triplet'\?"),
+        ("loss.kwargs={margn: 0.1}", r"\['margn'\] are not hyperparameters of loss 'contrastive'"),
+        ("model.backbone=resnet", r"'model.backbone': unknown value 'resnet'"),
+        ("model.pooling=mean", r"'model.pooling': unknown value 'mean'"),
+        ("data.name=mnist", r"'data.name': unknown value 'mnist'"),
+    ],
+)
 def test_preflight_checks_registry_names(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         preflight(load_config(None, [override]))

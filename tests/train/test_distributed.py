@@ -5,6 +5,7 @@ concatenated batch, and, through DistributedDataParallel's gradient averaging, g
 gradient without rescaling the loss. (b) One epoch of ``dml.train.train`` under DDP ends with the same parameters
 as the same epoch in one process.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,8 +25,12 @@ from dml.train.distributed import gather, gather_with_grad
 
 WORLD_SIZE = 2
 SHARDS = {"equal": [6, 6], "unequal": [5, 7]}
-pytestmark = [pytest.mark.timeout(180), pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                                             reason="torch.distributed with gloo is unavailable")]
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(
+        not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is unavailable"
+    ),
+]
 
 
 def _free_port() -> int:
@@ -59,7 +64,7 @@ def _gather_worker(rank: int, port: int, out: str) -> None:
         inputs, labels, embeddings = _global_batch()
         loss_fn = dml.losses.build("triplet", margin=0.3)
         for name, shards in SHARDS.items():
-            start, stop = sum(shards[:rank]), sum(shards[:rank + 1])
+            start, stop = sum(shards[:rank]), sum(shards[: rank + 1])
             # the embeddings themselves: gathered rows, loss and per-sample gradients
             local = embeddings[start:stop].clone().requires_grad_(True)
             gathered, gathered_labels = gather_with_grad(local), gather(labels[start:stop])
@@ -69,9 +74,17 @@ def _gather_worker(rank: int, port: int, out: str) -> None:
             ddp = nn.parallel.DistributedDataParallel(_model())
             model_loss = loss_fn(gather_with_grad(ddp(inputs[start:stop])), gathered_labels)
             model_loss.backward()
-            torch.save({"gathered": gathered.detach(), "labels": gathered_labels, "loss": loss.detach(),
-                        "grad": local.grad, "model_loss": model_loss.detach(),
-                        "param_grads": [p.grad for p in ddp.module.parameters()]}, Path(out) / f"{name}{rank}.pt")
+            torch.save(
+                {
+                    "gathered": gathered.detach(),
+                    "labels": gathered_labels,
+                    "loss": loss.detach(),
+                    "grad": local.grad,
+                    "model_loss": model_loss.detach(),
+                    "param_grads": [p.grad for p in ddp.module.parameters()],
+                },
+                Path(out) / f"{name}{rank}.pt",
+            )
     finally:
         dist.destroy_process_group()
 
@@ -90,7 +103,7 @@ def test_gather_with_grad_matches_single_process(tmp_path: Path) -> None:
 
     for (name, shards), rank in itertools.product(SHARDS.items(), range(WORLD_SIZE)):
         result = torch.load(tmp_path / f"{name}{rank}.pt")
-        start, stop = sum(shards[:rank]), sum(shards[:rank + 1])
+        start, stop = sum(shards[:rank]), sum(shards[: rank + 1])
         torch.testing.assert_close(result["gathered"], embeddings, rtol=0, atol=0)
         assert torch.equal(result["labels"], labels)
         torch.testing.assert_close(result["loss"], reference_loss.detach())
@@ -108,21 +121,37 @@ def test_gather_is_the_identity_without_a_process_group() -> None:
 
 
 def _config(output_dir: Path, data_root: Path):
-    return load_config(None, [
-        f"output_dir={output_dir}", f"data.root={data_root}", "device=cpu", "seed=5", "deterministic=false",
-        "data.kwargs={num_classes: 8, images_per_class: 8, modes_per_class: 1, image_size: 16}",
-        "data.sampler={variant: filled, p: 4, k: 2}",
-        "model.backbone_kwargs={widths: [8, 16], norm: group}", "model.embedding_dim=8", "model.pooling=gem",
-        "loss.name=triplet", "loss.kwargs={margin: 0.2}",
-        "optim.name=sgd", "optim.lr=0.5", "optim.momentum=0.9",
-        "train.epochs=2", "eval.every=0", "eval.include=[recall]", "eval.ks=[1]",
-    ])
+    return load_config(
+        None,
+        [
+            f"output_dir={output_dir}",
+            f"data.root={data_root}",
+            "device=cpu",
+            "seed=5",
+            "deterministic=false",
+            "data.kwargs={num_classes: 8, images_per_class: 8, modes_per_class: 1, image_size: 16}",
+            "data.sampler={variant: filled, p: 4, k: 2}",
+            "model.backbone_kwargs={widths: [8, 16], norm: group}",
+            "model.embedding_dim=8",
+            "model.pooling=gem",
+            "loss.name=triplet",
+            "loss.kwargs={margin: 0.2}",
+            "optim.name=sgd",
+            "optim.lr=0.5",
+            "optim.momentum=0.9",
+            "train.epochs=2",
+            "eval.every=0",
+            "eval.include=[recall]",
+            "eval.ks=[1]",
+        ],
+    )
 
 
 def _train_worker(rank: int, port: int, output_dir: str, data_root: str) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD_SIZE))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE)
+    )
     train(_config(Path(output_dir), Path(data_root)))
 
 

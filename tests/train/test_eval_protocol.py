@@ -5,6 +5,7 @@ The hand computation is an independent path: it builds the query and gallery dat
 ``subset`` for In-Shop, the train and test splits for Hotels-50K; the ``cached`` runs read the caches the run wrote)
 under a test transform written out here, embeds them with :func:`dml.eval.embed` and calls the metric functions.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,13 @@ from torch.utils.data import TensorDataset
 import dml.data
 import dml.eval
 import dml.models
+from dml.data import loaders
 from dml.data.augment import IMAGENET_MEAN, IMAGENET_STD, CenterCropTransform
 from dml.eval.hotels import CHAIN_KS
-from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
-from dml.data import loaders
 from dml.eval.protocol import PROTOCOL_ARRAY, resolve_protocol
-from dml.train.checkpoint import check_resumable as _check_resumable, with_defaults as _with_defaults
+from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
+from dml.train.checkpoint import check_resumable as _check_resumable
+from dml.train.checkpoint import with_defaults as _with_defaults
 from tests.fixtures.benchmarks import make_hotels, make_inshop
 
 SIZE, TEST_RESIZE, CACHE = 32, 36, 40
@@ -39,8 +41,15 @@ def _config(root: Path, name: str, pipeline_name: str, **eval_keys: object) -> d
         "deterministic": False,
         "device": "cpu",
         "output_dir": str(root / f"run-{name}-{pipeline_name}"),
-        "data": {"name": name, "root": str(root), "pipeline": pipeline_name, "sampler": {"p": 3, "k": 2},
-                 "augment": {"size": SIZE, "test_resize": TEST_RESIZE}, "cache_size": CACHE, "cache_workers": 0},
+        "data": {
+            "name": name,
+            "root": str(root),
+            "pipeline": pipeline_name,
+            "sampler": {"p": 3, "k": 2},
+            "augment": {"size": SIZE, "test_resize": TEST_RESIZE},
+            "cache_size": CACHE,
+            "cache_workers": 0,
+        },
         # A 2-D embedding of a tiny CNN keeps retrieval imperfect, so that equal numbers mean something.
         "model": {"backbone": "small_cnn", "embedding_dim": 2, "backbone_kwargs": {"widths": [4, 4]}},
         "loss": {"name": "triplet"},
@@ -56,8 +65,7 @@ def benchmarks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     images, so its 2 test photos have no positive in the gallery)."""
     root = tmp_path_factory.mktemp("benchmarks")
     make_inshop(root / "inshop", train_items=4, test_items=8, per_item=2)
-    make_hotels(root / "hotels50k", hotels=HOTELS, train_per_hotel=3, test_per_hotel=QUERIES_PER_HOTEL,
-                missing_train=3)
+    make_hotels(root / "hotels50k", hotels=HOTELS, train_per_hotel=3, test_per_hotel=QUERIES_PER_HOTEL, missing_train=3)
     return root
 
 
@@ -65,8 +73,13 @@ def _test_transform():
     """``Resize(36) → CenterCrop(32) → Normalize(ImageNet)``, the ``jpeg`` test transform, written out here."""
     from torchvision.transforms import v2
 
-    return v2.Compose([v2.Resize(TEST_RESIZE, antialias=True), v2.CenterCrop(SIZE),
-                       v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))])
+    return v2.Compose(
+        [
+            v2.Resize(TEST_RESIZE, antialias=True),
+            v2.CenterCrop(SIZE),
+            v2.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD)),
+        ]
+    )
 
 
 def _split(root: Path, name: str, pipeline_name: str, split: str, **kw: object) -> tuple[object, np.ndarray | None]:
@@ -111,21 +124,24 @@ def test_inshop_is_evaluated_by_queries_against_the_gallery(benchmarks: Path, pi
 
 
 @pytest.mark.parametrize("pipeline_name", ["jpeg", "cached"])
-def test_hotels_are_evaluated_by_test_photos_against_the_training_images(benchmarks: Path,
-                                                                         pipeline_name: str) -> None:
+def test_hotels_are_evaluated_by_test_photos_against_the_training_images(benchmarks: Path, pipeline_name: str) -> None:
     config = from_dict(_config(benchmarks, "hotels50k", pipeline_name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         final = train(config)
     assert final == _recorded_final(Path(config.output_dir))
     model = load_model(config.output_dir)
-    (query, query_chains), (gallery, gallery_chains) = (_split(benchmarks, "hotels50k", pipeline_name, split)
-                                                        for split in ("test", "train"))
+    (query, query_chains), (gallery, gallery_chains) = (
+        _split(benchmarks, "hotels50k", pipeline_name, split) for split in ("test", "train")
+    )
     (eq, yq), (eg, yg) = _embed(model, query), _embed(model, gallery)
     assert len(yq) == HOTELS * QUERIES_PER_HOTEL and len(yg) == (HOTELS - 1) * 3
     expected = dml.eval.query_gallery_metrics(eq, yq, eg, yg, ks=KS, include=INCLUDE, seed=config.seed)
-    expected.update(dml.eval.hotel_retrieval_metrics(eq, eg, yq, yg, query_chains, gallery_chains,
-                                                     top=max(KS + list(CHAIN_KS)), instance_ks=KS))
+    expected.update(
+        dml.eval.hotel_retrieval_metrics(
+            eq, eg, yq, yg, query_chains, gallery_chains, top=max(KS + list(CHAIN_KS)), instance_ks=KS
+        )
+    )
     assert {k: v for k, v in final.items() if k not in ("epoch", "loss", "lr")} == expected
     assert {f"instance@{k}" for k in KS} | {f"recall@{k}" for k in KS} | {f"chain@{k}" for k in CHAIN_KS} <= set(final)
     # The last hotel has no training image: the released code counts its photos as misses, recall@K skips them.
@@ -153,8 +169,10 @@ def test_evaluation_data_holds_each_protocols_sets(benchmarks: Path, pipeline_na
     expected = torch.stack([gallery[i][0] for i in range(len(gallery))])
     batches = list(hotels.gallery)
     assert torch.equal(torch.cat([images for images, _ in batches]), expected)
-    assert np.array_equal(np.concatenate([labels.numpy() for _, labels in batches]),
-                          np.array([gallery[i][1] for i in range(len(gallery))]))
+    assert np.array_equal(
+        np.concatenate([labels.numpy() for _, labels in batches]),
+        np.array([gallery[i][1] for i in range(len(gallery))]),
+    )
     assert np.array_equal(hotels.gallery_chain_labels, chains) and set(chains) == {0, 1}
     _, query_chains = _split(benchmarks, "hotels50k", pipeline_name, "test")
     assert np.array_equal(hotels.chain_labels, query_chains) and (query_chains == -1).sum() == QUERIES_PER_HOTEL
@@ -170,8 +188,9 @@ def _toy_factory(kind: str):
         labels = np.repeat(classes, 4)
         colours = np.stack([(labels * 53) % 256, (labels * 97) % 256, (labels * 151) % 256], axis=1)
         images = np.clip(colours[:, None, None, :] + rng.normal(0, 40, (len(labels), 16, 16, 3)), 0, 255)
-        dataset = dml.data.InMemoryDataset(split=split, images=images.astype(np.uint8), labels=labels,
-                                           transform=transform)
+        dataset = dml.data.InMemoryDataset(
+            split=split, images=images.astype(np.uint8), labels=labels, transform=transform
+        )
         if kind == "hotels":
             dataset.chain_labels = np.where(labels < 5, labels % 2, -1)
         else:
@@ -182,8 +201,9 @@ def _toy_factory(kind: str):
 
 
 @pytest.mark.parametrize("protocol", ["query-gallery", "hotels"])
-def test_tensor_pipeline_runs_both_protocols_on_a_dataset_that_carries_their_arrays(tmp_path: Path,
-                                                                                    protocol: str) -> None:
+def test_tensor_pipeline_runs_both_protocols_on_a_dataset_that_carries_their_arrays(
+    tmp_path: Path, protocol: str
+) -> None:
     from dml.data.registry import _REGISTRY
 
     name = f"toy-{protocol}"
@@ -199,24 +219,49 @@ def test_tensor_pipeline_runs_both_protocols_on_a_dataset_that_carries_their_arr
         eq, yq = _embed(model, test)
         if protocol == "query-gallery":
             q = test.is_query
-            expected = dml.eval.query_gallery_metrics(eq[torch.from_numpy(q)], yq[q], eq[torch.from_numpy(~q)],
-                                                      yq[~q], ks=KS, include=INCLUDE, seed=config.seed)
+            expected = dml.eval.query_gallery_metrics(
+                eq[torch.from_numpy(q)],
+                yq[q],
+                eq[torch.from_numpy(~q)],
+                yq[~q],
+                ks=KS,
+                include=INCLUDE,
+                seed=config.seed,
+            )
         else:
             train_set = dml.data.build(name, split="train")
             eg, yg = _embed(model, train_set)
             expected = dml.eval.query_gallery_metrics(eq, yq, eg, yg, ks=KS, include=INCLUDE, seed=config.seed)
-            expected.update(dml.eval.hotel_retrieval_metrics(eq, eg, yq, yg, test.chain_labels, train_set.chain_labels,
-                                                             top=max(KS + list(CHAIN_KS)), instance_ks=KS))
+            expected.update(
+                dml.eval.hotel_retrieval_metrics(
+                    eq,
+                    eg,
+                    yq,
+                    yg,
+                    test.chain_labels,
+                    train_set.chain_labels,
+                    top=max(KS + list(CHAIN_KS)),
+                    instance_ks=KS,
+                )
+            )
         assert {k: v for k, v in final.items() if k not in ("epoch", "loss", "lr")} == expected
     finally:
         _REGISTRY.unregister(name)
 
 
 def test_auto_picks_each_benchmarks_protocol() -> None:
-    assert {name: resolve_protocol(name) for name in ("inshop", "hotels50k", "cub200", "cars196", "sop",
-                                                               "synthetic", "digits")} == {
-        "inshop": "query-gallery", "hotels50k": "hotels", "cub200": "self", "cars196": "self", "sop": "self",
-        "synthetic": "self", "digits": "self"}
+    assert {
+        name: resolve_protocol(name)
+        for name in ("inshop", "hotels50k", "cub200", "cars196", "sop", "synthetic", "digits")
+    } == {
+        "inshop": "query-gallery",
+        "hotels50k": "hotels",
+        "cub200": "self",
+        "cars196": "self",
+        "sop": "self",
+        "synthetic": "self",
+        "digits": "self",
+    }
     assert resolve_protocol("inshop", "self") == "self"
     assert from_dict({}).eval.protocol == "auto"
 
@@ -226,14 +271,18 @@ def test_unknown_protocol_names_the_choices() -> None:
         from_dict({"eval": {"protocol": "query_gallery"}})
 
 
-@pytest.mark.parametrize(("name", "protocol", "data", "message"), [
-    ("cub200", "query-gallery", {}, r"not a protocol of dataset 'cub200'.*eval.protocol=auto"),
-    ("inshop", "hotels", {}, r"not a protocol of dataset 'inshop', whose evaluation is 'query-gallery'"),
-    ("hotels50k", "query-gallery", {}, r"dataset 'hotels50k', whose evaluation is 'hotels'"),
-    ("inshop", "auto", {"eval_split": "train"}, r"'data.eval_split'.*set data.eval_split=test"),
-])
-def test_protocol_that_does_not_fit_the_benchmark_fails_in_preflight(tmp_path: Path, name: str, protocol: str,
-                                                                     data: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "protocol", "data", "message"),
+    [
+        ("cub200", "query-gallery", {}, r"not a protocol of dataset 'cub200'.*eval.protocol=auto"),
+        ("inshop", "hotels", {}, r"not a protocol of dataset 'inshop', whose evaluation is 'query-gallery'"),
+        ("hotels50k", "query-gallery", {}, r"dataset 'hotels50k', whose evaluation is 'hotels'"),
+        ("inshop", "auto", {"eval_split": "train"}, r"'data.eval_split'.*set data.eval_split=test"),
+    ],
+)
+def test_protocol_that_does_not_fit_the_benchmark_fails_in_preflight(
+    tmp_path: Path, name: str, protocol: str, data: dict, message: str
+) -> None:
     raw = _config(tmp_path, name, "jpeg", protocol=protocol)
     raw["data"].update(data)
     with pytest.raises(ConfigError, match=message):
@@ -242,9 +291,15 @@ def test_protocol_that_does_not_fit_the_benchmark_fails_in_preflight(tmp_path: P
 
 @pytest.mark.parametrize("protocol", ["query-gallery", "hotels"])
 def test_protocol_needing_an_array_the_dataset_lacks_fails_before_training(tmp_path: Path, protocol: str) -> None:
-    raw = {**_config(tmp_path, "synthetic", "tensor", protocol=protocol),
-           "data": {"name": "synthetic", "root": str(tmp_path), "sampler": {"p": 3, "k": 2},
-                    "kwargs": {"num_classes": 6, "images_per_class": 4, "image_size": 16}}}
+    raw = {
+        **_config(tmp_path, "synthetic", "tensor", protocol=protocol),
+        "data": {
+            "name": "synthetic",
+            "root": str(tmp_path),
+            "sampler": {"p": 3, "k": 2},
+            "kwargs": {"num_classes": 6, "images_per_class": 4, "image_size": 16},
+        },
+    }
     array = PROTOCOL_ARRAY[protocol]
     with pytest.raises(ConfigError, match=rf"'{protocol}' needs the per-image array '{array}'.*eval.protocol=self"):
         train(from_dict(raw))
@@ -252,22 +307,36 @@ def test_protocol_needing_an_array_the_dataset_lacks_fails_before_training(tmp_p
 
 
 def test_unknown_data_kwargs_name_the_key_the_dataset_and_the_valid_keys() -> None:
-    with pytest.raises(ConfigError, match=r"'data.kwargs': Dataset 'synthetic' got unexpected keyword argument\(s\) "
-                                          r"'num_clases'\. Closest: 'num_clases' -> 'num_classes'\. Accepted: "
-                                          r"num_classes, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"'data.kwargs': Dataset 'synthetic' got unexpected keyword argument\(s\) "
+        r"'num_clases'\. Closest: 'num_clases' -> 'num_classes'\. Accepted: "
+        r"num_classes, ",
+    ):
         preflight(from_dict({"data": {"kwargs": {"num_clases": 4}}}))
-    with pytest.raises(ConfigError, match=r"Dataset 'cub200' got unexpected keyword argument\(s\) 'bbox'\. Closest: "
-                                          r"'bbox' -> 'bbox_crop'\. Accepted: bbox_crop, skip_corrupt \("):
+    with pytest.raises(
+        ConfigError,
+        match=r"Dataset 'cub200' got unexpected keyword argument\(s\) 'bbox'\. Closest: "
+        r"'bbox' -> 'bbox_crop'\. Accepted: bbox_crop, skip_corrupt \(",
+    ):
         preflight(from_dict({"data": {"name": "cub200", "pipeline": "jpeg", "kwargs": {"bbox": True}}}))
     preflight(from_dict({"data": {"name": "cub200", "pipeline": "jpeg", "kwargs": {"bbox_crop": True}}}))
 
 
-TINY = {"seed": 2, "deterministic": False, "device": "cpu",
-        "data": {"name": "synthetic", "kwargs": {"num_classes": 8, "images_per_class": 6, "image_size": 16},
-                 "sampler": {"p": 2, "k": 3}},
-        "model": {"backbone": "small_cnn", "embedding_dim": 8, "backbone_kwargs": {"widths": [4, 8]}},
-        "loss": {"name": "triplet"}, "train": {"epochs": 1, "log_every": 100},
-        "eval": {"ks": [1, 2], "include": ["recall"]}}
+TINY = {
+    "seed": 2,
+    "deterministic": False,
+    "device": "cpu",
+    "data": {
+        "name": "synthetic",
+        "kwargs": {"num_classes": 8, "images_per_class": 6, "image_size": 16},
+        "sampler": {"p": 2, "k": 3},
+    },
+    "model": {"backbone": "small_cnn", "embedding_dim": 8, "backbone_kwargs": {"widths": [4, 8]}},
+    "loss": {"name": "triplet"},
+    "train": {"epochs": 1, "log_every": 100},
+    "eval": {"ks": [1, 2], "include": ["recall"]},
+}
 
 
 def test_checkpoint_from_before_eval_protocol_resumes(tmp_path: Path) -> None:
@@ -283,8 +352,9 @@ def test_checkpoint_from_before_eval_protocol_resumes(tmp_path: Path) -> None:
 
 def test_resume_compares_the_protocol_by_what_it_evaluates() -> None:
     inshop = to_dict(from_dict({"data": {"name": "inshop", "pipeline": "jpeg"}}))
-    explicit = to_dict(from_dict({"data": {"name": "inshop", "pipeline": "jpeg"},
-                                  "eval": {"protocol": "query-gallery"}}))
+    explicit = to_dict(
+        from_dict({"data": {"name": "inshop", "pipeline": "jpeg"}, "eval": {"protocol": "query-gallery"}})
+    )
     self_retrieval = to_dict(from_dict({"data": {"name": "inshop", "pipeline": "jpeg"}, "eval": {"protocol": "self"}}))
     _check_resumable(_with_defaults(inshop), explicit)  # auto is query-gallery for In-Shop
     with pytest.raises(ValueError, match=r"eval.protocol: 'query-gallery' -> 'self'"):
@@ -301,9 +371,9 @@ def test_whole_classes_keeps_complete_classes_under_the_limit() -> None:
     labels = np.repeat(np.arange(10), [3, 1, 4, 2, 5, 2, 3, 1, 2, 4])
     keep = loaders.whole_classes(labels, 9, seed=3)
     assert len(keep) <= 9 and np.all(np.diff(keep) > 0)
-    for c in np.unique(labels[keep]):                       # every kept class is kept whole
+    for c in np.unique(labels[keep]):  # every kept class is kept whole
         assert np.array_equal(np.flatnonzero(labels == c), keep[labels[keep] == c])
-    assert np.array_equal(keep, loaders.whole_classes(labels, 9, seed=3))          # seeded
+    assert np.array_equal(keep, loaders.whole_classes(labels, 9, seed=3))  # seeded
     assert np.array_equal(loaders.whole_classes(labels, None), np.arange(len(labels)))
     assert np.array_equal(loaders.whole_classes(labels, 100), np.arange(len(labels)))
     with pytest.raises(ValueError, match="at least 2"):
@@ -316,14 +386,16 @@ def test_whole_classes_keeps_complete_classes_under_the_limit() -> None:
 def test_evaluation_split_serves_what_the_trainer_evaluates(benchmarks: Path, pipeline_name: str) -> None:
     config = from_dict(_config(benchmarks, "inshop", pipeline_name, protocol="self"))
     model = dml.models.build("small_cnn", embedding_dim=2, backbone_kwargs={"widths": [4, 4]}).eval()
-    built = loaders.build_loaders(config.data, protocol=config.eval.protocol, seed=config.seed,
-                                  eval_batch_size=config.eval.batch_size)
+    built = loaders.build_loaders(
+        config.data, protocol=config.eval.protocol, seed=config.seed, eval_batch_size=config.eval.batch_size
+    )
     expected, expected_labels = dml.eval.embed(model, built.eval_data)
     data, labels = loaders.evaluation_split(config.data, "test", batch_size=config.eval.batch_size)
     x, y = dml.eval.embed(model, data)
     assert torch.equal(x, expected) and np.array_equal(labels, expected_labels) and np.array_equal(y, labels)
-    part, part_labels = loaders.evaluation_split(config.data, "test", batch_size=config.eval.batch_size,
-                                                 max_items=6, seed=1)
+    part, part_labels = loaders.evaluation_split(
+        config.data, "test", batch_size=config.eval.batch_size, max_items=6, seed=1
+    )
     px, py = dml.eval.embed(model, part)
     rows = loaders.whole_classes(labels, 6, seed=1)
     assert np.array_equal(part_labels, labels[rows]) and np.array_equal(py, part_labels)

@@ -1,5 +1,6 @@
 """The trainer's extension points: a :class:`dml.train.Method` owning the step and the test-time embedding, and
 ``eval.at_start`` (the untrained model's metrics as epoch 0, training unchanged)."""
+
 from __future__ import annotations
 
 import json

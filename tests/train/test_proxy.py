@@ -1,4 +1,5 @@
 """Proxy losses in the trainer: sizes filled in, original class ids mapped to proxy rows, their own learning rate."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -18,10 +19,16 @@ from tests.train.test_callback import TINY
 
 def _config(tmp_path: Path, name: str, **optim) -> train_config.Config:
     (tmp_path / "data").mkdir(exist_ok=True)
-    return train_config.from_dict({**TINY, "output_dir": str(tmp_path / name),
-                                   "data": {**TINY["data"], "root": str(tmp_path / "data")},
-                                   "loss": {"name": "proxy_anchor", "kwargs": {}},
-                                   "optim": {**TINY["optim"], **optim}, "train": {"epochs": 1, "log_every": 100}})
+    return train_config.from_dict(
+        {
+            **TINY,
+            "output_dir": str(tmp_path / name),
+            "data": {**TINY["data"], "root": str(tmp_path / "data")},
+            "loss": {"name": "proxy_anchor", "kwargs": {}},
+            "optim": {**TINY["optim"], **optim},
+            "train": {"epochs": 1, "log_every": 100},
+        }
+    )
 
 
 def test_proxy_loss_sizes_come_from_the_data_and_model(tmp_path: Path) -> None:
@@ -53,8 +60,9 @@ def shifted_synthetic() -> Iterator[str]:
     dml.data.registry._REGISTRY.unregister(name)
 
 
-def test_proxy_anchor_trains_on_original_class_ids_with_its_own_learning_rate(tmp_path: Path,
-                                                                               shifted_synthetic: str) -> None:
+def test_proxy_anchor_trains_on_original_class_ids_with_its_own_learning_rate(
+    tmp_path: Path, shifted_synthetic: str
+) -> None:
     config = _config(tmp_path, "proxy", loss_lr_multiplier=100.0)
     config.data.name = shifted_synthetic
     train_set = dml.data.build(shifted_synthetic, split="train", root=str(tmp_path / "data"), **TINY["data"]["kwargs"])

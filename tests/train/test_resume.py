@@ -4,6 +4,7 @@ The runs go through the command line in subprocesses (``python -m dml.cli train 
 SIGKILL of a real process; the killed run trains with :class:`tests.train.faults.KillAfterEpoch`, which fires right
 after that epoch's checkpoint is written.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,11 @@ TINY = {
     "seed": 11,
     "deterministic": False,
     "device": "cpu",
-    "data": {"name": "synthetic", "kwargs": {"num_classes": 12, "images_per_class": 8, "modes_per_class": 2,
-                                             "image_size": 16, "seed": 3},
-             "sampler": {"variant": "filled", "p": 3, "k": 4}},
+    "data": {
+        "name": "synthetic",
+        "kwargs": {"num_classes": 12, "images_per_class": 8, "modes_per_class": 2, "image_size": 16, "seed": 3},
+        "sampler": {"variant": "filled", "p": 3, "k": 4},
+    },
     "model": {"backbone": "small_cnn", "embedding_dim": 16, "pooling": "gem", "backbone_kwargs": {"widths": [8, 16]}},
     "loss": {"name": "triplet", "kwargs": {"margin": 0.2}},
     "optim": {"name": "adam", "lr": 0.01, "weight_decay": 0.0001, "milestones": [2], "gamma": 0.5},
@@ -105,8 +108,9 @@ def test_outputs_are_complete_and_config_round_trips(tiny: Path, tmp_path: Path)
     assert info["seeds"]["seed"] == TINY["seed"] and info["world_size"] == 1 and info["device"] == "cpu"
 
 
-def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tiny: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_checkpoint_write_keeps_the_previous_checkpoint(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "run"
     train(load_config(tiny, [f"output_dir={out}", "train.epochs=1", "eval.include=[recall]"]))
     before = (out / "checkpoint.pt").read_bytes()
@@ -164,8 +168,10 @@ def test_callbacks_see_every_hook_in_order(tiny: Path, tmp_path: Path) -> None:
         def on_checkpoint(self, epoch, path):
             calls.append(("checkpoint", epoch, path.name, path.is_file()))
 
-    train(load_config(tiny, [f"output_dir={tmp_path / 'run'}", "train.epochs=2", "eval.include=[recall]"]),
-          callbacks=[Record()])
+    train(
+        load_config(tiny, [f"output_dir={tmp_path / 'run'}", "train.epochs=2", "eval.include=[recall]"]),
+        callbacks=[Record()],
+    )
     steps = [c for c in calls if c[0] == "step"]
     assert calls[0] == ("start",) and steps and {c[1] for c in steps} == {1, 2}
     first = [c for c in calls if c[0] != "step" and c[1:2] == (1,)]
