@@ -1,6 +1,7 @@
 """Benchmark: training images per second of the full SCT recipe's step (ResNet-50, 256 px), ours against plain PyTorch.
 
-The step of the ``full`` profile of ``notebooks/reproduce_sct.md`` on CUB (papers.md §2.6): a P×K = 64×2 batch of
+The step of the ``full`` profile of ``notebooks/reproduce_sct.md`` on CUB (the released recipe of
+Xuan et al., ECCV 2020, github.com/littleredxh/HardNegative): a P×K = 64×2 batch of
 ``uint8`` 281×281 cached squares → ``RandomCrop(256)`` + flip + normalise on the device → ResNet-50 → Linear(2048,
 64) → L2 → SCT loss → SGD (momentum 0). The batches are random tensors shaped like CUB batches (the real data cannot
 be reached from the machines this suite is developed on), so the figure is the model's throughput, not the disk's.

@@ -1,8 +1,9 @@
 """Golden values of the EPHN reproduction folder ``notebooks/ephn/`` (no training).
 
-The recipes follow the released EPHN code (littleredxh/EasyPositiveHardNegative; ``papers.md`` §3.2-3.3) where it
-says something and the group's SCT release (§2.6) otherwise; each YAML file's header names the source of each
-choice. These tests pin the documented values so that an edit of a recipe is a deliberate, reviewed change.
+The recipes follow the released EPHN code (github.com/littleredxh/EasyPositiveHardNegative, commit d4520cfa2b3b)
+where it says something and the group's SCT release (HardNegative, f5f392377fd0) otherwise; each YAML header names
+the source of each choice.
+These tests pin the documented values so that an edit of a recipe is a deliberate, reviewed change.
 """
 
 from __future__ import annotations

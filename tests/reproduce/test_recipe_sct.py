@@ -1,4 +1,5 @@
-"""Golden values: notebooks/sct/ holds the released SCT recipe (papers.md §2.6) and the published tables (§2.7).
+"""Golden values: notebooks/sct/ holds the released SCT recipe (github.com/littleredxh/HardNegative, commit
+f5f392377fd0) and the published tables.
 
 Xuan, Stylianou, Liu & Pless, "Hard negative examples are hard, but useful", ECCV 2020; released code
 github.com/littleredxh/HardNegative (Feb 2021 version). No training: every config is only loaded and preflighted.
@@ -17,7 +18,7 @@ from tests.pages import REPO
 
 FOLDER = REPO / "notebooks" / "sct"
 
-# papers.md §2.6 table: dim, batch (classes x 2), epochs (repeat), lr SCT, lr SHN; the release gives no lr for HN,
+# The release's README table: dim, batch (classes x 2), epochs (repeat), lr SCT, lr SHN; the release gives no lr for HN,
 # which uses SCT's. Milestones at 50 % (CUB/Cars) or 50 % and 75 % (SOP/In-shop/Hotels) of the epochs.
 RELEASED = {
     "cub200": dict(
