@@ -73,3 +73,17 @@ def test_no_import_cycle() -> None:
 
 def test_a_cycle_is_found() -> None:
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_data_imports_no_later_stage() -> None:
+    """Data flows one way (data -> model -> loss -> train -> eval -> diagnostics): ``dml.data`` needs only itself and
+    ``dml.utils`` (and the root package's ``__version__``), so a dataset or loader works without the rest."""
+    graph = _import_graph()
+    outside = {
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name.startswith("dml.data")
+        for target in targets
+        if target != "dml" and not target.startswith(("dml.data", "dml.utils"))
+    }
+    assert not outside, f"dml.data imports later stages: {sorted(outside)}"

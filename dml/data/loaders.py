@@ -50,11 +50,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
 from dml.data.cache import CachedDataset, build_cache, open_cache
 from dml.data.catalog import CATALOG
+from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
+from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
 from dml.data.samplers import PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig
-from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
-from dml.eval.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.utils.registry import did_you_mean
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
