@@ -120,6 +120,13 @@ class Experiment:
             + list(self.dataset_methods.get(dataset, {}).get(method, ()))
         )
 
+    def _run_overrides(
+        self, method: str, *, dataset: str, profile: str, seed: int, overrides: Sequence[str]
+    ) -> list[str]:
+        """:meth:`overrides`, then ``overrides``, with ``{seed}`` filled in, and ``seed=<seed>`` last."""
+        everything = self.overrides(method, dataset=dataset, profile=profile) + list(overrides)
+        return [o.replace("{seed}", str(int(seed))) for o in everything] + [f"seed={int(seed)}"]
+
     def config(
         self,
         method: str,
@@ -131,12 +138,8 @@ class Experiment:
         overrides: Sequence[str] = (),
     ) -> Config:
         """The resolved :class:`~dml.train.Config` of one run (``overrides`` apply last, before seed and folder)."""
-        everything = [
-            o.replace("{seed}", str(int(seed)))
-            for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)
-        ]
-        everything += [f"seed={int(seed)}", f"output_dir={output_dir}"]
-        return load_config(self.config_path(dataset), everything)
+        everything = self._run_overrides(method, dataset=dataset, profile=profile, seed=seed, overrides=overrides)
+        return load_config(self.config_path(dataset), [*everything, f"output_dir={output_dir}"])
 
     def command(
         self,
@@ -149,11 +152,7 @@ class Experiment:
         overrides: Sequence[str] = (),
     ) -> str:
         """The ``dml train`` command line that trains the same run (paths relative to the repository root)."""
-        everything = [
-            o.replace("{seed}", str(int(seed)))
-            for o in self.overrides(method, dataset=dataset, profile=profile) + list(overrides)
-        ]
-        everything.append(f"seed={int(seed)}")
+        everything = self._run_overrides(method, dataset=dataset, profile=profile, seed=seed, overrides=overrides)
         config = self.config_path(dataset)
         with contextlib.suppress(FileNotFoundError, ValueError):
             config = config.relative_to(find_root(self.folder))
