@@ -1,9 +1,29 @@
-"""Checkpoints: what is saved after every epoch, loading it, the check that a run may resume from it, and the
-Python/NumPy/torch random-number state."""
+"""Checkpoints: what is saved after every epoch, writing and verifying it, the check that a run may resume from
+it, and the Python/NumPy/torch random-number state.
+
+A checkpoint never runs code when it is opened. It holds tensors and plain data only (dicts, lists, tuples,
+strings, numbers; the NumPy RNG state as a tensor, the config as a plain dict), so it is always read with
+``torch.load(..., weights_only=True)``, whose unpickler refuses every other Python object: a crafted
+``checkpoint.pt`` that would run a command when unpickled is refused with :class:`CheckpointError` instead.
+
+A checkpoint is verified. Each write records the file's SHA-256 in the run's manifest, ``manifest.json`` next to
+it; :func:`load_checkpoint` recomputes it and refuses a file whose bytes changed. The write is atomic with the
+manifest: the new checkpoint goes to a temporary file, the manifest is rewritten (atomically) with the new
+checksum *and* the previous one, and only then is the temporary file moved onto ``checkpoint.pt``. A process
+killed between the two steps leaves the previous checkpoint, which the manifest still vouches for.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import pickle
 import random
+import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +33,14 @@ from torch import nn
 
 from dml.eval.protocol import resolve_protocol
 from dml.train.config import Config, ConfigError, from_dict, to_dict
+from dml.utils import atomic_save_json
+
+FORMAT = "dml-checkpoint"
+VERSION = 2
+MANIFEST = "manifest.json"
+CHECKPOINT = "checkpoint.pt"
+_RETRAIN = "Start a fresh run (dml train CONFIG --overwrite, or another --output-dir) to get a verified checkpoint."
+REQUIRED_KEYS = ("epoch", "config", "model", "loss", "optimizer", "scheduler", "scaler", "rng", "history")
 
 # Keys that may change between a run and its resumption: they do not change what is trained (the device may change
 # the last bits of the numbers, but refusing to resume a CPU run on a GPU would help nobody).
@@ -27,6 +55,10 @@ RESUME_MAY_DIFFER = (
 )
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, corrupt (checksum), unverifiable, unsafe or not dml's."""
+
+
 def checkpoint_state(
     epoch: int,
     config: Config,
@@ -36,30 +68,195 @@ def checkpoint_state(
     scheduler: Any,
     scaler: torch.amp.GradScaler,
     history: list[dict[str, Any]],
+    *,
+    evaluated: bool = True,
 ) -> dict[str, Any]:
+    """Everything a run needs to continue after ``epoch``, in a form ``weights_only=True`` loads.
+
+    ``evaluated=False`` marks a checkpoint written right after training, before the epoch's evaluation and
+    epoch-end callbacks: a run resumed from it evaluates that epoch first."""
     return {
+        "format": FORMAT,
+        "version": VERSION,
         "epoch": epoch,
-        "config": to_dict(config),
+        "evaluated": evaluated,
+        "config": plain(to_dict(config), "config"),
         "model": model.state_dict(),
         "loss": loss_fn.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
         "rng": get_rng_state(),
-        "history": history,
+        "history": plain(history, "history"),
     }
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def plain(value: Any, where: str) -> Any:
+    """``value`` with NumPy scalars and arrays, 0-d tensors and paths turned into plain Python data (what a
+    weights-only checkpoint may hold); ``TypeError`` naming the entry for anything else that is not plain."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist(), where)
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.ndim == 0 else value.detach().cpu()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {key: plain(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item, f"{where}[{i}]") for i, item in enumerate(value))
+    raise TypeError(
+        f"Cannot save {where} (a {type(value).__name__}) in a checkpoint, which holds only numbers, strings, "
+        "lists, dicts and tensors; return plain numbers from the callback."
+    )
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save`` ``state`` to ``path`` and record its SHA-256 in the manifest next to it, atomically together.
+
+    The file is written to ``.<name>.*.tmp`` and fsync'ed, the manifest is rewritten with the new checksum (keeping
+    the current one as ``previous_sha256``), then the file is moved into place: whenever the process dies, the
+    ``checkpoint.pt`` on disk is one the manifest vouches for. An error leaves the previous checkpoint untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path = path.parent / MANIFEST
+    files = _read_manifest(manifest_path, missing_ok=True, corrupt_ok=True)
+    previous = files.get(path.name, {}).get("sha256") if path.is_file() else None
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        # Our own file; it holds NumPy RNG state, which the weights-only unpickler rejects.
-        return torch.load(path, map_location="cpu", weights_only=False)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        digest, size = _sha256(Path(tmp))
+        files[path.name] = {"sha256": digest, "bytes": size, "epoch": state.get("epoch"), "previous_sha256": previous}
+        atomic_save_json({"format": "dml-run-manifest", "version": 1, "files": files}, manifest_path)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint at ``path``, verified against the manifest's SHA-256 and read with ``weights_only=True``.
+
+    Raises:
+        CheckpointError: the manifest is missing or unreadable, the checksum differs (the bytes changed since the
+            checkpoint was written), the file holds objects other than tensors and plain data (loading them
+            could run code), it is not a torch file, or it is a torch file but not a dml checkpoint.
+    """
+    path = Path(path)
+    verify_checkpoint(path)
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is another program's file
+        raise CheckpointError(
+            f"Could not read the checkpoint {path}: it is not a torch file (no zip archive) written by dml. Start a "
+            "fresh run in another folder (or with --overwrite)."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"Refusing to load {path}: it holds Python objects that weights-only loading does not allow "
+            f"({_detail(err)}), and unpickling them could run code. dml writes only tensors and plain data, so "
+            "this file was not written by dml or was altered; do not open it unless you trust its author."
+        ) from None
     except Exception as err:
-        raise RuntimeError(
-            f"Could not read the checkpoint {str(path)!r} ({err}). Checkpoints are written atomically, "
-            "so it was probably produced by another program or version; start a fresh run without "
-            "--resume."
-        ) from err
+        raise CheckpointError(
+            f"Could not read the checkpoint {path} ({type(err).__name__}: {_detail(err)}); it is not a torch file "
+            "written by dml. Start a fresh run in another folder (or with --overwrite)."
+        ) from None
+    _check_format(state, path)
+    return state
+
+
+def verify_checkpoint(path: str | os.PathLike) -> str:
+    """The SHA-256 of the file at ``path``, checked against the one the manifest next to it records
+    (:class:`CheckpointError` naming the file when it is missing, unrecorded or different)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"The checkpoint {path} does not exist; point at the folder of a run written by dml train."
+        )
+    manifest = path.parent / MANIFEST
+    entry = _read_manifest(manifest).get(path.name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+        raise CheckpointError(f"Cannot verify the checkpoint {path}: {manifest} records no SHA-256 for it. {_RETRAIN}")
+    digest, _ = _sha256(path)
+    if digest not in (entry["sha256"], entry.get("previous_sha256")):
+        raise CheckpointError(
+            f"The checkpoint {path} is corrupt: its SHA-256 is {digest[:16]}…, but {manifest} records "
+            f"{entry['sha256'][:16]}… (its bytes changed after it was written: a disk error, an incomplete copy or "
+            "an edit). Restore the run folder from a copy, or start a fresh run (dml train CONFIG --overwrite, or "
+            "another --output-dir)."
+        )
+    return digest
+
+
+def _read_manifest(path: Path, *, missing_ok: bool = False, corrupt_ok: bool = False) -> dict[str, Any]:
+    """The ``files`` table of the manifest at ``path`` (file name -> ``{sha256, bytes, epoch, previous_sha256}``)."""
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise CheckpointError(
+            f"Cannot verify the checkpoint in {path.parent}: there is no {path.name} with its SHA-256 (the checkpoint "
+            f"was written by another program, or by a dml from before checkpoints were verified). {_RETRAIN}"
+        )
+    try:
+        record = json.loads(path.read_text())
+        files = record["files"]
+        if record.get("format") != "dml-run-manifest" or not isinstance(files, dict):
+            raise ValueError("not a dml run manifest")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        if corrupt_ok:
+            return {}
+        raise CheckpointError(f"Cannot verify the checkpoint: {path} is unreadable ({err}). {_RETRAIN}") from None
+    return dict(files)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _detail(err: BaseException) -> str:
+    """The informative line of a (multi-line) ``torch.load`` error message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line or "Unsupported" in line:
+            return line.rstrip(".")
+    return (lines[0] if lines else repr(err)).rstrip(".")
+
+
+def _check_format(state: Any, path: Path) -> None:
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        keys = sorted(map(str, state))[:6] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path} is a torch file but not a dml checkpoint (no 'format': {FORMAT!r} entry; it holds {keys}); "
+            "point at the checkpoint.pt of a run folder written by dml train."
+        )
+    if not isinstance(state.get("version"), int) or state["version"] > VERSION:
+        raise CheckpointError(
+            f"{path} is a dml checkpoint of format version {state.get('version')!r}, newer than this dml's "
+            f"{VERSION}; upgrade dml to read it."
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} is an incomplete dml checkpoint (no {missing}); it cannot be resumed or loaded.")
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -113,15 +310,35 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def get_rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The Python, NumPy (global) and torch (CPU and CUDA) random-number states, as plain data and tensors."""
+    bit_generator, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "bit_generator": str(bit_generator),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restore what :func:`get_rng_state` returned."""
+    random.setstate(_as_tuples(state["python"]))
+    n = state["numpy"]
+    keys = np.asarray(n["keys"].numpy() if isinstance(n["keys"], torch.Tensor) else n["keys"], dtype=np.uint32)
+    np.random.set_state((n["bit_generator"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuples(value: Any) -> Any:
+    """``random.setstate`` wants tuples all the way down."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

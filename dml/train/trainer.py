@@ -6,7 +6,18 @@ Outputs in ``config.output_dir`` (rank 0 only):
 * ``metrics.json``: ``{"epochs": [{epoch, loss, lr, <eval metrics>}, ...], "final": {...} | null}``, atomically
   rewritten after every epoch;
 * ``checkpoint.pt``: atomically written after every epoch: model, loss, optimizer, scheduler and AMP-scaler state,
-  the epoch, the Python/NumPy/torch RNG states and the metrics history.
+  the epoch, the Python/NumPy/torch RNG states and the metrics history, as tensors and plain data only, so that it
+  is read with ``weights_only=True`` and opening it cannot run code (:mod:`dml.train.checkpoint`);
+* ``manifest.json``: the SHA-256 of ``checkpoint.pt``, written atomically with it and verified whenever it is read.
+
+Nothing is written before the run has trained its first epoch (or evaluated the untrained model with
+``eval.at_start``): a run that fails earlier leaves its folder as it was. A fresh run into a folder of an earlier
+run replaces that run's files then (the ``dml train`` command refuses such a folder without ``--overwrite``).
+Temporary files of a write that was killed (``.checkpoint.pt.*.tmp``) are removed when the next run starts.
+
+An epoch is never lost to its evaluation: when an epoch is evaluated (or has epoch-end callbacks), its checkpoint
+is written right after training, marked ``evaluated: False``, and written again with the metrics; a run resumed
+from the first one evaluates that epoch before training the next.
 
 Data: ``config.data.pipeline`` picks how batches are made (fixed-size tensors, per-image transforms of image
 files, or a decoded cache augmented batch by batch); :mod:`dml.data.loaders` builds them.
@@ -49,17 +60,22 @@ from dml.train import distributed
 from dml.train.build import build_loss, build_model, build_optimizer, preflight, resolve_device
 from dml.train.callbacks import Callback, EpochCallback, EpochEndFunction, Method
 from dml.train.checkpoint import (
+    CHECKPOINT,
+    MANIFEST,
     check_resumable,
     checkpoint_state,
     get_rng_state,
     load_checkpoint,
+    save_checkpoint,
     set_rng_state,
     with_defaults,
 )
 from dml.train.config import Config, dump, to_dict
-from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
+from dml.utils import atomic_save_json, run_info, seed_everything
 
 log = logging.getLogger("dml.train")
+
+RUN_FILES = ("config.yaml", "run_info.json", "metrics.json", CHECKPOINT, MANIFEST)
 
 
 def train(
@@ -117,6 +133,8 @@ class _Run:
     method: Method
     out: Path
     history: list[dict[str, Any]]
+    resumed_after: int | None = None
+    files_written: bool = False
 
 
 def _train(
@@ -129,12 +147,11 @@ def _train(
     method: Method,
 ) -> dict[str, Any]:
     run = _build_run(config, resume=resume, info=info, device=device, callbacks=callbacks, method=method)
-    start_epoch = _restore(run) if resume else 0
-    if info.is_main:
-        dump(config, run.out / "config.yaml")
-        _write_run_info(run.out / "run_info.json", config, device, info, start_epoch if resume else None)
+    start_epoch, evaluated = _restore(run) if resume else (0, True)
     for callback in callbacks:
         callback.on_train_start(run.model)
+    if not evaluated:  # the checkpoint was written after training this epoch, before its evaluation finished
+        _finish_epoch(run, start_epoch, time.perf_counter())
     if config.eval.at_start and start_epoch == 0:
         _evaluate_at_start(run)
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
@@ -143,6 +160,7 @@ def _train(
     if info.is_main:
         if not any(key not in ("epoch", "loss", "lr") for key in final):
             final.update(_evaluate(run))
+        _write_run_files(run)
         atomic_save_json({"epochs": run.history, "final": final}, run.out / "metrics.json")
         log.info("final: " + _summary(final, None))
     distributed.barrier()
@@ -159,15 +177,18 @@ def _build_run(
     method: Method,
 ) -> _Run:
     out = Path(config.output_dir)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT
     if resume and not ckpt_path.is_file():
         raise FileNotFoundError(
             f"Cannot resume: {str(ckpt_path)!r} does not exist. Run without --resume to start "
             "a fresh run, or point --output-dir at the folder of the run to continue."
         )
+    if info.is_main:
+        _remove_orphans(out)
     if not resume and ckpt_path.exists() and info.is_main:
         log.info(
-            f"warning: {ckpt_path} exists and will be overwritten by this fresh run (use --resume to continue it)."
+            f"warning: {ckpt_path} exists; this fresh run replaces it once its first epoch is trained "
+            "(use --resume to continue it)."
         )
     seed_everything(config.seed, deterministic=config.deterministic)
     amp = config.amp and device.type == "cuda"
@@ -184,6 +205,7 @@ def _build_run(
         device=device,
         barrier=distributed.barrier,
     )
+    _check_image_files(data)
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
@@ -235,10 +257,16 @@ def _parallel(model: nn.Module, info: distributed.DistInfo, device: torch.device
     return model, nn.parallel.DistributedDataParallel(model)
 
 
-def _restore(run: _Run) -> int:
-    """Load the run's checkpoint into it; the epoch it was written after."""
-    state = load_checkpoint(run.out / "checkpoint.pt")
+def _restore(run: _Run) -> tuple[int, bool]:
+    """Load the run's checkpoint into it; the epoch it was written after, and whether that epoch was evaluated."""
+    state = load_checkpoint(run.out / CHECKPOINT)
     check_resumable(with_defaults(state["config"]), to_dict(run.config))
+    if state["epoch"] > run.config.train.epochs:
+        raise ValueError(
+            f"Cannot resume: the checkpoint in {run.out} was written after epoch {state['epoch']}, but train.epochs "
+            f"is {run.config.train.epochs}; resume with --set train.epochs={state['epoch']} (or more), or start a "
+            "fresh run in another folder to train fewer epochs."
+        )
     run.model.load_state_dict(state["model"])
     run.loss_fn.load_state_dict(state["loss"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -246,9 +274,10 @@ def _restore(run: _Run) -> int:
     run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     run.history = state["history"]
+    run.resumed_after = state["epoch"]
     if run.info.is_main:
         log.info(f"resuming {run.out} after epoch {state['epoch']}")
-    return state["epoch"]
+    return state["epoch"], bool(state.get("evaluated", True))
 
 
 def _evaluate(run: _Run) -> dict[str, float | int]:
@@ -274,6 +303,7 @@ def _evaluate_at_start(run: _Run) -> None:
         set_rng_state(rng)
         _epoch_end_callbacks(run, 0, record)
         run.history.append(record)
+        _write_run_files(run)
         atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
         log.info(_summary(record, None))
     distributed.barrier()
@@ -287,26 +317,90 @@ def _run_epoch(run: _Run, epoch: int) -> None:
     lr = run.optimizer.param_groups[0]["lr"]
     mean_loss = _train_epoch(run, epoch, lr)
     run.scheduler.step()
-    record: dict[str, Any] = {"epoch": epoch, "loss": mean_loss, "lr": lr}
-    config, info = run.config, run.info
-    if config.eval.every and epoch % config.eval.every == 0 and info.is_main:
-        record.update(_evaluate(run))
-    if info.is_main:
+    run.history.append({"epoch": epoch, "loss": mean_loss, "lr": lr})
+    if run.info.is_main and (_evaluates(run.config, epoch) or run.callbacks):
+        _save(run, epoch, evaluated=False)  # the trained epoch is safe before its evaluation can fail
+    _finish_epoch(run, epoch, started)
+
+
+def _evaluates(config: Config, epoch: int) -> bool:
+    return bool(config.eval.every) and epoch % config.eval.every == 0
+
+
+def _finish_epoch(run: _Run, epoch: int, started: float) -> None:
+    """Evaluate epoch ``epoch`` (the last record of the history) if due, run the epoch-end callbacks, checkpoint."""
+    record = run.history[-1]
+    if run.info.is_main:
+        if _evaluates(run.config, epoch):
+            record.update(_evaluate(run))
         _epoch_end_callbacks(run, epoch, record)
-    run.history.append(record)
-    if info.is_main:
-        ckpt_path = run.out / "checkpoint.pt"
-        atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
-        atomic_torch_save(
-            checkpoint_state(
-                epoch, config, run.model, run.loss_fn, run.optimizer, run.scheduler, run.scaler, run.history
-            ),
-            ckpt_path,
-        )
+        _save(run, epoch, evaluated=True)
         log.info(_summary(record, time.perf_counter() - started))
         for callback in run.callbacks:
-            callback.on_checkpoint(epoch, ckpt_path)
+            callback.on_checkpoint(epoch, run.out / CHECKPOINT)
     distributed.barrier()
+
+
+def _save(run: _Run, epoch: int, *, evaluated: bool) -> None:
+    """``metrics.json`` and the checkpoint (with its manifest) after ``epoch``; the run's other files first."""
+    _write_run_files(run)
+    atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
+    state = checkpoint_state(
+        epoch,
+        run.config,
+        run.model,
+        run.loss_fn,
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        run.history,
+        evaluated=evaluated,
+    )
+    save_checkpoint(state, run.out / CHECKPOINT)
+
+
+def _write_run_files(run: _Run) -> None:
+    """``config.yaml`` and ``run_info.json``, once, right before the run's first write; a fresh run first removes
+    the files of an earlier run in its folder, so the folder never mixes two runs."""
+    if run.files_written:
+        return
+    if run.resumed_after is None:
+        for name in (MANIFEST, CHECKPOINT, "metrics.json"):  # the manifest first: a checkpoint is never vouched
+            (run.out / name).unlink(missing_ok=True)  # for by the manifest of another run
+    dump(run.config, run.out / "config.yaml")
+    _write_run_info(run.out / "run_info.json", run.config, run.device, run.info, run.resumed_after)
+    run.files_written = True
+
+
+def _remove_orphans(out: Path) -> None:
+    """Delete the temporary files of run-file writes that a killed process left behind (``.checkpoint.pt.*.tmp``)."""
+    if not out.is_dir():
+        return
+    orphans = [p for name in RUN_FILES for p in out.glob(f".{name}.*.tmp") if p.is_file()]
+    for path in orphans:
+        path.unlink(missing_ok=True)
+    if orphans:
+        log.info(f"removed {len(orphans)} unfinished temporary file(s) of a killed write from {out}.")
+
+
+def _check_image_files(data: loaders.Pipeline) -> None:
+    """Before training: every image file that the training and evaluation splits list exists (a missing test image
+    would otherwise stop the run only at its first evaluation). Decoding is left to ``dml data check --decode``."""
+    splits = [data.train_set]
+    if data.evaluation is not None:
+        for part in (data.evaluation.data, data.evaluation.gallery):
+            splits.append(getattr(part, "dataset", part))
+    for split in splits:
+        paths = getattr(split, "paths", None)
+        if paths is None:
+            continue
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(paths)} image files of the {getattr(split, 'split', '?')!r} split are "
+                f"missing (first: {missing[0]}); check the dataset with `dml data check NAME` and re-download or "
+                "re-extract it."
+            )
 
 
 def _epoch_end_callbacks(run: _Run, epoch: int, record: dict[str, Any]) -> None:

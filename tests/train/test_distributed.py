@@ -167,8 +167,8 @@ def test_ddp_training_matches_single_process_training(tmp_path: Path) -> None:
     assert any(not torch.allclose(start[key], fresh[key]) for key in start)  # training moved the weights
     for key in start:
         torch.testing.assert_close(ddp[key], start[key], rtol=1e-5, atol=1e-5, msg=f"parameter {key} differs")
-    ddp_metrics = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)["history"]
-    single_metrics = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=False)["history"]
+    ddp_metrics = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["history"]
+    single_metrics = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)["history"]
     for got, expected in zip(ddp_metrics, single_metrics, strict=True):
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     assert single["epoch"] == 2

@@ -26,6 +26,7 @@ from dml.eval.hotels import CHAIN_KS
 from dml.eval.protocol import PROTOCOL_ARRAY, resolve_protocol
 from dml.train import ConfigError, from_dict, load_model, preflight, to_dict, train
 from dml.train.checkpoint import check_resumable as _check_resumable
+from dml.train.checkpoint import load_checkpoint, save_checkpoint
 from dml.train.checkpoint import with_defaults as _with_defaults
 from tests.fixtures.benchmarks import make_hotels, make_inshop
 
@@ -343,9 +344,9 @@ def test_checkpoint_from_before_eval_protocol_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     raw = {**TINY, "output_dir": str(out), "data": {**TINY["data"], "root": str(tmp_path)}}
     train(from_dict(raw))
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = load_checkpoint(out / "checkpoint.pt")
     del state["config"]["eval"]["protocol"]  # as written before the key existed
-    torch.save(state, out / "checkpoint.pt")
+    save_checkpoint(state, out / "checkpoint.pt")
     resumed = train(from_dict({**raw, "train": {"epochs": 2, "log_every": 100}}), resume=True)
     assert resumed["epoch"] == 2 and 0.0 <= resumed["recall@1"] <= 1.0
 

@@ -69,7 +69,7 @@ def test_proxy_anchor_trains_on_original_class_ids_with_its_own_learning_rate(
     assert train_set.num_classes == 4 and train_set.labels.min() >= 100
     metrics = train(config)
     assert np.isfinite(metrics["loss"]) and 0.0 <= metrics["recall@1"] <= 1.0
-    state = torch.load(tmp_path / "proxy" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "proxy" / "checkpoint.pt", weights_only=True)
     groups = state["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == [0.01, 1.0]
     assert tuple(state["loss"]["proxies"].shape) == (4, 8)

@@ -71,7 +71,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tiny: Path, tmp_path: 
     assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
     partial = _metrics(tmp_path / "killed")
     assert [e["epoch"] for e in partial["epochs"]] == list(range(1, kill_after + 1)) and partial["final"] is None
-    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == kill_after
     assert not [p.name for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")]
 
@@ -82,8 +82,8 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(tiny: Path, tmp_path: 
     expected = _metrics(tmp_path / "full")
     assert len(expected["epochs"]) == 3 and expected["final"]["epoch"] == 3
     assert _metrics(tmp_path / "killed") == expected  # exact equality of every float
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     info = json.loads((tmp_path / "killed" / "run_info.json").read_text())
@@ -94,13 +94,19 @@ def test_outputs_are_complete_and_config_round_trips(tiny: Path, tmp_path: Path)
     out = tmp_path / "run"
     config = load_config(tiny, [f"output_dir={out}", "train.epochs=2", "eval.every=2"])
     final = train(config)
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "run_info.json", "metrics.json", "checkpoint.pt"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.yaml",
+        "run_info.json",
+        "metrics.json",
+        "checkpoint.pt",
+        "manifest.json",
+    }
     assert load_config(out / "config.yaml") == config
     metrics = _metrics(out)
     assert "recall@1" not in metrics["epochs"][0] and "recall@1" in metrics["epochs"][1]
     assert metrics["final"] == final and 0.0 <= final["recall@1"] <= 1.0
     assert [e["lr"] for e in metrics["epochs"]] == [0.01, 0.01]  # milestone 2 changes the lr after epoch 2
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert set(state) >= {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "history", "config"}
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
     assert state["scheduler"]["last_epoch"] == 2 and state["history"] == metrics["epochs"]
@@ -126,7 +132,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(
         train(load_config(tiny, [f"output_dir={out}", "train.epochs=2", "eval.include=[recall]"]), resume=True)
     monkeypatch.setattr(torch, "save", real_save)
     assert (out / "checkpoint.pt").read_bytes() == before
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
