@@ -94,10 +94,10 @@ def checkpoint_state(
 def plain(value: Any, where: str) -> Any:
     """``value`` with NumPy scalars and arrays, 0-d tensors and paths turned into plain Python data (what a
     weights-only checkpoint may hold); ``TypeError`` naming the entry for anything else that is not plain."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass, but pickles as NumPy
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, np.ndarray):
         return plain(value.tolist(), where)
     if isinstance(value, torch.Tensor):

@@ -205,7 +205,7 @@ def _build_run(
         device=device,
         barrier=distributed.barrier,
     )
-    _check_image_files(data)
+    _check_image_files(data, config.data.name)
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
@@ -383,7 +383,7 @@ def _remove_orphans(out: Path) -> None:
         log.info(f"removed {len(orphans)} unfinished temporary file(s) of a killed write from {out}.")
 
 
-def _check_image_files(data: loaders.Pipeline) -> None:
+def _check_image_files(data: loaders.Pipeline, name: str) -> None:
     """Before training: every image file that the training and evaluation splits list exists (a missing test image
     would otherwise stop the run only at its first evaluation). Decoding is left to ``dml data check --decode``."""
     splits = [data.train_set]
@@ -398,7 +398,7 @@ def _check_image_files(data: loaders.Pipeline) -> None:
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} of the {len(paths)} image files of the {getattr(split, 'split', '?')!r} split are "
-                f"missing (first: {missing[0]}); check the dataset with `dml data check NAME` and re-download or "
+                f"missing (first: {missing[0]}); check the dataset with `dml data check {name}` and re-download or "
                 "re-extract it."
             )
 
