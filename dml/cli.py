@@ -1,7 +1,8 @@
 """The ``dml`` command line.
 
-``dml train CONFIG [--set key=value ...] [--resume] [--output-dir DIR]`` trains from a YAML config (examples in
-``configs/``); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
+``dml train CONFIG [--set key=value ...] [--resume | --overwrite] [--output-dir DIR]`` trains from a YAML config
+(examples in ``configs/``) into an empty or new output folder (``--resume`` continues the run in it, ``--overwrite``
+replaces it); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
 benchmark (or prints the manual steps), ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk and
 ``dml data cache NAME [--split S] [--size N]`` decodes a split once into a memory-mapped array for fast epochs.
 Bad usage (unknown option, unknown config key, wrong type, unknown dataset or dataset keyword) exits with
@@ -44,8 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="override a config value, e.g. --set optim.lr=0.01 (repeatable; values parsed as YAML)",
     )
-    train.add_argument(
+    folder = train.add_mutually_exclusive_group()
+    folder.add_argument(
         "--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt instead of starting afresh"
+    )
+    folder.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in a non-empty OUTPUT_DIR; the earlier run's files are replaced once the first epoch is "
+        "trained",
     )
     train.add_argument(
         "--output-dir", metavar="DIR", help="where to write checkpoints and metrics (overrides output_dir)"
@@ -192,6 +200,24 @@ def _log_to_stdout() -> None:
     logger.setLevel(logging.INFO)
 
 
+def _output_folder_refusal(output_dir: str, *, resume: bool, overwrite: bool) -> str | None:
+    """Why a fresh run may not write into ``output_dir`` (a file, or a non-empty folder without ``--overwrite``)."""
+    from pathlib import Path
+
+    folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        return f"the output folder {folder} is a file; choose another --output-dir."
+    if resume or overwrite or not folder.is_dir():
+        return None
+    entries = sorted(p.name for p in folder.iterdir())
+    if not entries:
+        return None
+    return (
+        f"the output folder {folder} is not empty (it holds {len(entries)} entries, e.g. {entries[0]!r}); continue "
+        "its run with --resume, replace it with --overwrite, or choose another --output-dir."
+    )
+
+
 def _train(args: argparse.Namespace) -> int:
     from dml.train import ConfigError, load_config, preflight, train
 
@@ -205,6 +231,10 @@ def _train(args: argparse.Namespace) -> int:
         preflight(config)
     except ConfigError as err:
         print(f"dml train: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    refusal = _output_folder_refusal(config.output_dir, resume=args.resume, overwrite=args.overwrite)
+    if refusal:
+        print(f"dml train: error: {refusal}", file=sys.stderr)
         return USAGE_ERROR
     try:
         train(config, resume=args.resume)

@@ -161,3 +161,54 @@ def test_data_cache_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert "cub200" in capsys.readouterr().err  # did-you-mean
     assert main(["data", "cache", "cub200", "--root", str(tmp_path)]) == 1
     assert "dml data download cub200" in capsys.readouterr().err
+
+
+def _tiny_run(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    kwargs = "data.kwargs={num_classes: 8, images_per_class: 4, image_size: 16}"
+    sets = [
+        f"data.root={data}",
+        kwargs,
+        "data.sampler.p=2",
+        "model.embedding_dim=8",
+        "train.epochs=1",
+        "eval.include=[recall]",
+        *extra,
+    ]
+    return ["train", str(SMOKE), "--output-dir", str(out), *[a for s in sets for a in ("--set", s)]]
+
+
+def test_a_non_empty_output_folder_needs_resume_or_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    assert main(_tiny_run(tmp_path, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(_tiny_run(tmp_path, out, "optim.lr=0.5")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dml train: error: the output folder {out} is not empty (it holds 5 entries")
+    assert "--resume" in err and "--overwrite" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*_tiny_run(tmp_path, out), "--resume"]) == 0  # a finished run: nothing to train
+    assert main([*_tiny_run(tmp_path, out, "optim.lr=0.5"), "--overwrite"]) == 0
+    assert "lr: 0.5" in (out / "config.yaml").read_text()
+    (tmp_path / "file").write_text("x")
+    assert main(_tiny_run(tmp_path, tmp_path / "file")) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_resume_and_overwrite_exclude_each_other(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(SMOKE), "--resume", "--overwrite"])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_resume_with_fewer_epochs_exits_1_and_keeps_the_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    assert main(_tiny_run(tmp_path, out, "train.epochs=2")) == 0
+    config = (out / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main([*_tiny_run(tmp_path, out), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "after epoch 2, but train.epochs is 1" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert (out / "config.yaml").read_text() == config
