@@ -10,7 +10,11 @@ before extracting anything and refuses the archive (:class:`UnsafeArchiveError`)
   no chain of links can climb out),
 * is a hard link to a path outside the destination or through a symlink of the archive,
 * lies below a symlink of the same archive (the lexical checks cannot see through a link created earlier),
-* is a device file or a FIFO.
+* is a device file or a FIFO,
+* would be written through a symlink that **already exists** in the destination folder and leads outside it (a
+  folder ``data -> /home/me`` left from earlier, then a member ``data/.bashrc``): every member's path is resolved
+  on disk before anything is extracted and must stay inside the (resolved) destination. A symlinked destination
+  itself is fine; it is resolved first.
 
 Tar extraction additionally uses Python's ``"data"`` extraction filter (PEP 706) where the interpreter has it, which
 repeats these checks on the real file system and drops set-uid bits. Zip files never create symlinks with
@@ -46,6 +50,7 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike) -> 
     """
     archive, destination = Path(archive), Path(destination)
     destination.mkdir(parents=True, exist_ok=True)
+    destination = Path(os.path.realpath(destination))
     if zipfile.is_zipfile(archive):
         return _extract_zip(archive, destination)
     if tarfile.is_tarfile(archive):
@@ -79,6 +84,21 @@ def _check_link_target(member: str, target: str, archive: Path, *, hard: bool) -
                                  "an archive whose links climb out of their folder.")
 
 
+def _check_on_disk(name: str, destination: Path, archive: Path) -> None:
+    """Refuse a member whose path, resolved through the symlinks already on disk, leaves ``destination``."""
+    if not name:
+        return
+    target = destination.joinpath(*name.split("/"))
+    resolved = Path(os.path.realpath(target))
+    if resolved == destination or destination in resolved.parents:
+        return
+    link = next((p for p in (target, *target.parents) if p.is_symlink()), None)  # realpath leaves through one
+    through = f"the symlink {link} -> {os.readlink(link)}" if link is not None else "a symlink"
+    raise UnsafeArchiveError(f"{archive}: member {name!r} would be written to {resolved}, outside {destination}, "
+                             f"through {through} that already exists there; refusing to extract it. Remove that "
+                             "symlink (or extract into an empty folder).")
+
+
 def _below_link(name: str, links: set[str]) -> str | None:
     parts = name.split("/")
     for end in range(1, len(parts)):
@@ -94,6 +114,7 @@ def _extract_tar(archive: Path, destination: Path) -> list[str]:
         links: set[str] = set()
         for member in members:
             name = _check_name(member.name, archive)
+            _check_on_disk(name, destination, archive)
             through = _below_link(name, links)
             if through is not None:
                 raise UnsafeArchiveError(f"{archive}: member {member.name!r} lies below the symlink {through!r} of "
@@ -106,6 +127,7 @@ def _extract_tar(archive: Path, destination: Path) -> list[str]:
                 links.add(name)
             elif member.islnk():
                 target = _check_name(member.linkname, archive)
+                _check_on_disk(target, destination, archive)
                 _check_link_target(name, target, archive, hard=True)
                 via = target if target in links else _below_link(target, links)
                 if via is not None:
@@ -123,6 +145,7 @@ def _extract_zip(archive: Path, destination: Path) -> list[str]:
         infos = handle.infolist()
         for info in infos:
             name = _check_name(info.filename, archive)
+            _check_on_disk(name, destination, archive)
             if stat.S_ISLNK(info.external_attr >> 16):
                 target = handle.read(info).decode("utf-8", errors="replace")
                 _check_link_target(name, target, archive, hard=False)
