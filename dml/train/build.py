@@ -82,7 +82,11 @@ def build_model(config: Config) -> dml.models.EmbeddingModel:
 
 
 def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> dml.models.EmbeddingModel:
-    """Rebuild the trained model of a run folder from its ``checkpoint.pt`` (in eval mode)."""
+    """Rebuild the trained model of a run folder from its ``checkpoint.pt`` (in eval mode).
+
+    The checkpoint is verified against the SHA-256 in the folder's ``manifest.json`` and read with
+    ``weights_only=True``, so a folder from anywhere can be opened without running its code
+    (:func:`dml.train.checkpoint.load_checkpoint`; :class:`~dml.train.checkpoint.CheckpointError` otherwise)."""
     state = load_checkpoint(Path(run_dir) / "checkpoint.pt")
     config = from_dict(state["config"])
     config.model.pretrained = False  # the checkpoint holds the weights; do not download anything
