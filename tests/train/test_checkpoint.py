@@ -186,3 +186,14 @@ def test_plain_converts_numpy_and_refuses_other_objects() -> None:
     assert type(plain({"a": np.float32(0.5)}, "history")["a"]) is float
     with pytest.raises(TypeError, match=r"Cannot save history\[0\].x \(a object\)"):
         plain([{"x": object()}], "history")
+
+
+def test_a_newer_or_incomplete_dml_checkpoint_is_named(run: Path) -> None:
+    path = run / "run" / "checkpoint.pt"
+    state = load_checkpoint(path)
+    save_checkpoint({**state, "version": 99}, path)
+    with pytest.raises(CheckpointError, match="format version 99, newer than this dml's 2; upgrade dml"):
+        load_checkpoint(path)
+    save_checkpoint({k: v for k, v in state.items() if k not in ("optimizer", "rng")}, path)
+    with pytest.raises(CheckpointError, match=r"incomplete dml checkpoint \(no \['optimizer', 'rng'\]\)"):
+        load_model(run / "run")
