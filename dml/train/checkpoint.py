@@ -124,7 +124,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path = path.parent / MANIFEST
     files = _read_manifest(manifest_path, missing_ok=True, corrupt_ok=True)
-    previous = files.get(path.name, {}).get("sha256") if path.is_file() else None
+    previous = _vouched_digest(path, files.get(path.name))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
@@ -216,6 +216,16 @@ def _read_manifest(path: Path, *, missing_ok: bool = False, corrupt_ok: bool = F
             return {}
         raise CheckpointError(f"Cannot verify the checkpoint: {path} is unreadable ({err}). {_RETRAIN}") from None
     return dict(files)
+
+
+def _vouched_digest(path: Path, entry: Any) -> str | None:
+    """The SHA-256 of the file now at ``path`` if the manifest ``entry`` vouches for it, else ``None``: what the
+    next manifest may keep as ``previous_sha256`` (hashing the file, rather than trusting the entry's ``sha256``,
+    keeps a write killed before its rename, then another one, from leaving a checkpoint no manifest accepts)."""
+    if not path.is_file() or not isinstance(entry, dict):
+        return None
+    digest, _ = _sha256(path)
+    return digest if digest in (entry.get("sha256"), entry.get("previous_sha256")) else None
 
 
 def _sha256(path: Path) -> tuple[str, int]:
