@@ -342,9 +342,9 @@ def _finish_epoch(run: _Run, epoch: int, started: float) -> None:
 
 
 def _save(run: _Run, epoch: int, *, evaluated: bool) -> None:
-    """``metrics.json`` and the checkpoint (with its manifest) after ``epoch``; the run's other files first."""
+    """The checkpoint (with its manifest) after ``epoch``, then ``metrics.json``, which thus never lists an epoch
+    that no checkpoint holds; the run's other files first."""
     _write_run_files(run)
-    atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
     state = checkpoint_state(
         epoch,
         run.config,
@@ -357,6 +357,7 @@ def _save(run: _Run, epoch: int, *, evaluated: bool) -> None:
         evaluated=evaluated,
     )
     save_checkpoint(state, run.out / CHECKPOINT)
+    atomic_save_json({"epochs": run.history, "final": None}, run.out / "metrics.json")
 
 
 def _write_run_files(run: _Run) -> None:
