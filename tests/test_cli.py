@@ -64,12 +64,27 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> No
             "Closest: 'num_clases' -> 'num_classes'. Accepted: num_classes, ",
         ),
         (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
+        (["train", str(SMOKE), "--set", "optim.lr=.inf"], "'optim.lr' must be a finite number; got inf"),
+        (["train", str(SMOKE), "--set", "loss.kwargs={pos_margin: .nan}"], "'loss.kwargs.pos_margin' must be a finite"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("dml train: error:") and message in err and "Traceback" not in err
+
+
+def test_duplicate_config_key_exits_2_naming_both_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = SMOKE.read_text()
+    assert text.count("\n  lr: 0.001\n") == 1
+    line = text[: text.index("\n  lr: 0.001\n")].count("\n") + 2
+    config = tmp_path / "twice.yaml"
+    config.write_text(text.replace("\n  lr: 0.001\n", "\n  lr: 0.001\n  lr: 10.0\n"))
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dml train: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"key 'optim.lr' appears twice, on lines {line} and {line + 1}" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_without_checkpoint_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
