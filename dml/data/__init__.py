@@ -22,7 +22,7 @@ from dml.data.cub import CUB200
 from dml.data.digits import DigitsDataset
 from dml.data.downloader import ChecksumError, DownloadError, ManualDownloadRequired, download
 from dml.data.extract import UnsafeArchiveError, safe_extract
-from dml.data.files import DatasetNotFoundError, ImageFileDataset, dataset_dir
+from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
 from dml.data.hotels import Hotels50K
 from dml.data.images import CorruptImageError, find_corrupt_images, load_image
 from dml.data.inshop import InShop
@@ -53,6 +53,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DigitsDataset",
     "DownloadError",
+    "EmptyAnnotationError",
     "Hotels50K",
     "ImageFileDataset",
     "InMemoryDataset",

@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, first_existing, not_found
+from dml.data.files import ImageFileDataset, dataset_dir, empty_annotation, first_existing, not_found, require_rows
 from dml.data.registry import register
 
 NAME = "cars196"
 TRAIN_CLASSES = range(1, 99)
 TEST_CLASSES = range(99, 197)
+CLASS_RANGES = {"train": "1-98", "test": "99-196", "all": "1-196"}
 LAYOUTS = ("annos", "devkit", "folders")
 
 
@@ -56,6 +57,7 @@ class Cars196(ImageFileDataset):
 
     Raises:
         DatasetNotFoundError: no supported layout is found, or its image folder is missing.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -63,17 +65,20 @@ class Cars196(ImageFileDataset):
         check_split(split)
         directory = dataset_dir(NAME, root)
         if (directory / "cars_annos.mat").is_file():
-            layout, records = "annos", _read_annos(directory)
+            layout, (records, annotations) = "annos", _read_annos(directory)
         elif (directory / "devkit" / "cars_train_annos.mat").is_file():
-            layout, records = "devkit", _read_devkit(directory)
+            layout, (records, annotations) = "devkit", _read_devkit(directory)
         elif (directory / "names.csv").is_file():
-            layout, records = "folders", _read_folders(directory)
+            layout, (records, annotations) = "folders", _read_folders(directory, split)
         else:
             raise not_found(NAME, directory, directory / "cars_annos.mat",
                             "Neither cars_annos.mat, devkit/cars_train_annos.mat nor names.csv was found.")
         wanted = {"train": set(TRAIN_CLASSES), "test": set(TEST_CLASSES),
                   "all": set(TRAIN_CLASSES) | set(TEST_CLASSES)}[split]
         keep = [r for r in records if r[1] in wanted]
+        if not keep:
+            raise empty_annotation(NAME, split, directory, annotations,
+                                   f"list no image of the split's classes {CLASS_RANGES[split]}")
         boxes = None
         if bbox_crop:
             boxes = np.array([[x1 - 1, y1 - 1, x2, y2] for _, _, (x1, y1, x2, y2) in keep], dtype=np.float64)
@@ -84,6 +89,7 @@ class Cars196(ImageFileDataset):
 
 
 Record = tuple[Path, int, tuple[float, float, float, float]]
+Annotations = tuple[list[Record], list[Path]]  # the records and the annotation files they were read from
 
 
 def _struct_rows(path: Path) -> list:
@@ -100,31 +106,34 @@ def _box(row) -> tuple[float, float, float, float]:
     return tuple(float(row[key]) for key in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
 
 
-def _read_annos(directory: Path) -> list[Record]:
+def _read_annos(directory: Path) -> Annotations:
     if not (directory / "car_ims").is_dir():
         raise not_found(NAME, directory, directory / "car_ims", "cars_annos.mat was found but not its images.")
-    return [(directory / str(row["relative_im_path"]), int(row["class"]), _box(row))
-            for row in _struct_rows(directory / "cars_annos.mat")]
+    return ([(directory / str(row["relative_im_path"]), int(row["class"]), _box(row))
+             for row in _struct_rows(directory / "cars_annos.mat")], [directory / "cars_annos.mat"])
 
 
-def _read_devkit(directory: Path) -> list[Record]:
+def _read_devkit(directory: Path) -> Annotations:
     test_annos = first_existing(directory, ["cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat"])
     if test_annos is None:
         raise not_found(NAME, directory, directory / "cars_test_annos_withlabels.mat",
                         "The devkit's cars_test_annos.mat has no labels; the labelled file is distributed "
                         "separately.")
     records = []
-    for part, annos in (("train", directory / "devkit" / "cars_train_annos.mat"), ("test", test_annos)):
+    files = [directory / "devkit" / "cars_train_annos.mat", test_annos]
+    for part, annos in zip(("train", "test"), files):
         images = first_existing(directory, [f"cars_{part}/cars_{part}", f"cars_{part}"])
         if images is None or not images.is_dir():
             raise not_found(NAME, directory, directory / f"cars_{part}")
         records += [(images / str(row["fname"]), int(row["class"]), _box(row)) for row in _struct_rows(annos)]
-    return records
+    return records, files
 
 
-def _read_folders(directory: Path) -> list[Record]:
+def _read_folders(directory: Path, split: str) -> Annotations:
     with open(directory / "names.csv", encoding="utf-8") as handle:
         names = [line.strip() for line in handle if line.strip()]
+    require_rows(names, name=NAME, split=split, directory=directory, path=directory / "names.csv",
+                 problem="is empty (it names no class)")
     records = []
     for part in ("train", "test"):
         annos = directory / f"anno_{part}.csv"
@@ -142,4 +151,4 @@ def _read_folders(directory: Path) -> list[Record]:
                                      f"(names.csv has {len(names)} names).")
                 folder = names[label - 1].replace("/", "-")
                 records.append((images / folder / fname, label, (x1, y1, x2, y2)))
-    return records
+    return records, [directory / "anno_train.csv", directory / "anno_test.csv"]

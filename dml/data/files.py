@@ -31,6 +31,14 @@ from dml.data.images import find_corrupt_images, load_image
 from dml.data.root import data_root
 
 
+class EmptyAnnotationError(ValueError):
+    """An annotation file of a benchmark lists no image (empty, header only, or nothing of the requested split).
+
+    The message names the dataset, the split, the file and the fix. Catchable as ``ValueError``, like the other
+    problems of an annotation file.
+    """
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A benchmark's folder or one of its annotation files is missing.
 
@@ -61,6 +69,24 @@ def not_found(name: str, directory: Path, missing: Path | str, detail: str = "")
         f"Expected layout:\n{info.layout.replace('<root>', str(directory))}\n"
         f"How to get it: {info.how_to_get(str(directory))}\n"
         f"Then verify with `dml data check {name} --root {directory}`.")
+
+
+def empty_annotation(name: str, split: str, directory: Path, files: Path | Sequence[Path],
+                     problem: str = "is empty (it lists no image)") -> EmptyAnnotationError:
+    """Build the error raised when annotation ``files`` of dataset ``name`` give no image for ``split``."""
+    shown = " and ".join(str(path) for path in ([files] if isinstance(files, Path) else files))
+    return EmptyAnnotationError(
+        f"Dataset {name!r}, split {split!r}: {shown} {problem}. The file is truncated or not the official one: "
+        f"re-extract the dataset (`dml data download {name}` fetches it or prints the manual steps), then verify "
+        f"with `dml data check {name} --root {directory}`.")
+
+
+def require_rows(rows: list, *, name: str, split: str, directory: Path, path: Path,
+                 problem: str = "is empty (it lists no image)") -> list:
+    """``rows`` read from annotation file ``path``, or :func:`empty_annotation` when there are none."""
+    if not rows:
+        raise empty_annotation(name, split, directory, path, problem)
+    return rows
 
 
 def locate_folder(name: str, directory: Path, candidates: Sequence[str]) -> Path:

@@ -14,7 +14,15 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found, read_rows
+from dml.data.files import (
+    ImageFileDataset,
+    dataset_dir,
+    empty_annotation,
+    locate_folder,
+    not_found,
+    read_rows,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "sop"
@@ -36,6 +44,7 @@ class StanfordOnlineProducts(ImageFileDataset):
 
     Raises:
         DatasetNotFoundError: the folder or a list file is missing.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -50,10 +59,13 @@ class StanfordOnlineProducts(ImageFileDataset):
                 raise not_found(NAME, directory, path)
             with open(path, encoding="utf-8") as handle:
                 header = handle.readline().split()
+            if not header:
+                raise empty_annotation(NAME, split, directory, path)
             if header != HEADER:
                 raise ValueError(f"{path} starts with {header}, not the official header {HEADER}; "
                                  "re-extract the dataset.")
-            rows += read_rows(path, columns=4, skip=1)
+            rows += require_rows(read_rows(path, columns=4, skip=1), name=NAME, split=split, directory=directory,
+                                 path=path, problem="has its header but no image row")
         super().__init__(split=split, paths=[base / r[3] for r in rows],
                          labels=np.array([int(r[1]) for r in rows], dtype=np.int64), transform=transform,
                          extras={"super_labels": np.array([int(r[2]) for r in rows], dtype=np.int64),
