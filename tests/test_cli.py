@@ -176,3 +176,65 @@ def test_data_cache_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert "cub200" in capsys.readouterr().err  # did-you-mean
     assert main(["data", "cache", "cub200", "--root", str(tmp_path)]) == 1
     assert "dml data download cub200" in capsys.readouterr().err
+
+
+def _train_on_broken_cub(tmp_path: Path, *, pipeline: str, workers: int, damage: str, extra: tuple[str, ...] = ()):
+    """`dml train` on a CUB fixture with one training image truncated (or deleted), through the CLI entry point."""
+    from tests.fixtures.benchmarks import make_cub, truncate
+
+    tree = make_cub(tmp_path / "data" / "cub200")
+    broken = tree.files[1]
+    if damage == "truncated":
+        truncate(broken, 0.3)
+    else:
+        broken.unlink()
+    argv = ["train", str(SMOKE), "--output-dir", str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'data'}"]
+    for override in (
+        "data.name=cub200",
+        f"data.pipeline={pipeline}",
+        "data.kwargs={}",
+        "data.sampler={p: 2, k: 2}",
+        "data.augment={size: 16, test_resize: 16}",
+        "data.cache_size=20",
+        "data.cache_workers=0",
+        f"data.num_workers={workers}",
+        "train.epochs=1",
+        "eval.ks=[1]",
+        *extra,
+    ):
+        argv += ["--set", override]
+    return broken, main(argv)
+
+
+@pytest.mark.parametrize(
+    "pipeline,workers,damage",
+    [
+        ("jpeg", 0, "truncated"),
+        ("jpeg", 1, "truncated"),
+        ("cached", 0, "truncated"),
+        ("jpeg", 0, "missing"),
+        ("cached", 0, "missing"),
+    ],
+)
+def test_a_broken_image_exits_1_with_one_line_naming_the_check_and_skip_corrupt(
+    pipeline: str, workers: int, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A truncated JPEG (or a deleted one) used to end `dml train` with a traceback (from a DataLoader worker, the
+    worker's traceback inside the message)."""
+    broken, code = _train_on_broken_cub(tmp_path, pipeline=pipeline, workers=workers, damage=damage)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("dml train: error: Image file ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "worker" not in err, err
+    assert str(broken) in err and ("truncated or corrupt" if damage == "truncated" else "is missing") in err
+    decode = " --decode" if damage == "truncated" else ""
+    assert f"`dml data check cub200 --root {tmp_path / 'data'}{decode}`" in err, err
+    assert "--set data.kwargs.skip_corrupt=true" in err, err
+
+
+def test_the_skip_corrupt_the_message_names_trains_without_the_broken_image(tmp_path: Path) -> None:
+    with pytest.warns(RuntimeWarning, match=r"Skipping 1 unreadable image file"):
+        broken, code = _train_on_broken_cub(
+            tmp_path, pipeline="jpeg", workers=0, damage="truncated", extra=("data.kwargs.skip_corrupt=true",)
+        )
+    assert code == 0 and json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["epoch"] == 1

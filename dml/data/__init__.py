@@ -24,7 +24,7 @@ from dml.data.downloader import ChecksumError, DownloadError, ManualDownloadRequ
 from dml.data.extract import UnsafeArchiveError, safe_extract
 from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
 from dml.data.hotels import Hotels50K
-from dml.data.images import CorruptImageError, find_corrupt_images, load_image
+from dml.data.images import CorruptImageError, MissingImageError, find_corrupt_images, load_image
 from dml.data.inshop import InShop
 from dml.data.loaders import Pipeline, build_loaders, check_pipeline, evaluation_split, whole_classes
 from dml.data.registry import UnknownDatasetError, available, build, register
@@ -59,6 +59,7 @@ __all__ = [
     "InMemoryDataset",
     "InShop",
     "ManualDownloadRequired",
+    "MissingImageError",
     "PKSampler",
     "Pipeline",
     "SamplerConfig",

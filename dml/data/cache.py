@@ -67,7 +67,7 @@ from PIL import Image, UnidentifiedImageError
 from dml import __version__
 from dml.data.base import DMLDataset, Transform, check_split
 from dml.data.files import pixel_box
-from dml.data.images import CorruptImageError
+from dml.data.images import FIX, CorruptImageError, MissingImageError, bad_image_message
 from dml.data.registry import build, register
 from dml.data.root import data_root
 from dml.utils import atomic_save_json, atomic_write
@@ -133,8 +133,7 @@ def fingerprint(dataset: Any) -> str:
             try:
                 size = path.stat().st_size
             except FileNotFoundError as error:
-                raise FileNotFoundError(f"Image file {path} listed by the dataset is missing; re-download or "
-                                        "re-extract the dataset before building its cache.") from error
+                raise MissingImageError(f"{bad_image_message(path)} {FIX}") from error
             h.update(f"{path.relative_to(base).as_posix()}\0{size}\n".encode())
         return "files:" + h.hexdigest()
     images = getattr(dataset, "images", None)
@@ -172,12 +171,12 @@ def decode_resized(path: str | os.PathLike, size: int, *, draft: bool = True,
     downscale by a power of two while decoding, keeping both sides of the (cropped) image ≥ ``size``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingImageError: the file does not exist (a ``FileNotFoundError``).
         CorruptImageError: the file cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Image file {path} is missing. Re-download or re-extract the dataset.")
+        raise MissingImageError(f"{bad_image_message(path)} {FIX}")
     try:
         with Image.open(path) as image:
             full = image.size
@@ -187,9 +186,7 @@ def decode_resized(path: str | os.PathLike, size: int, *, draft: bool = True,
                 image.draft("RGB", (math.ceil(size * full[0] / bw), math.ceil(size * full[1] / bh)))
             image = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise CorruptImageError(f"Image file {path} is truncated or corrupt ({type(error).__name__}: {error}). "
-                                "Re-download or re-extract the dataset; `dml.data.find_corrupt_images(paths)` "
-                                "lists every unreadable file in one pass.") from error
+        raise CorruptImageError(f"{bad_image_message(path, error)} {FIX}") from error
     if box is not None:
         sx, sy = image.size[0] / full[0], image.size[1] / full[1]
         image = image.crop(pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), image.size))
