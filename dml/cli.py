@@ -145,7 +145,7 @@ def _download(args: argparse.Namespace) -> int:
     except ManualDownloadRequired as err:
         print(err)
         return MANUAL_DOWNLOAD
-    except (DownloadError, UnsafeArchiveError, FileNotFoundError, NotADirectoryError) as err:
+    except (DownloadError, UnsafeArchiveError, ValueError, OSError) as err:  # OSError: e.g. $DML_DATA is missing
         print(f"dml data download: error: {err}", file=sys.stderr)
         return RUN_ERROR
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ from dml.data.catalog import CATALOG, DatasetInfo, dataset_info
 from dml.data.checker import CheckReport, check
 from dml.data.cub import CUB200
 from dml.data.digits import DigitsDataset
-from dml.data.downloader import ChecksumError, DownloadError, ManualDownloadRequired, download
+from dml.data.downloader import ChecksumError, DownloadError, LocalWriteError, ManualDownloadRequired, download
 from dml.data.extract import UnsafeArchiveError, safe_extract
 from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
 from dml.data.hotels import Hotels50K
@@ -58,6 +58,7 @@ __all__ = [
     "ImageFileDataset",
     "InMemoryDataset",
     "InShop",
+    "LocalWriteError",
     "ManualDownloadRequired",
     "MissingImageError",
     "PKSampler",
