@@ -25,12 +25,23 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, empty_annotation, first_existing, not_found, require_rows
+from dml.data.files import (
+    ImageFileDataset,
+    damaged,
+    dataset_dir,
+    empty_annotation,
+    first_existing,
+    not_found,
+    read_lines,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "cars196"
@@ -95,7 +106,11 @@ Annotations = tuple[list[Record], list[Path]]  # the records and the annotation 
 def _struct_rows(path: Path) -> list:
     from scipy.io import loadmat
 
-    mat = loadmat(path, squeeze_me=True)
+    try:
+        mat = loadmat(path, squeeze_me=True)
+    except Exception as error:  # scipy's MatReadError, ValueError, ... for a truncated or foreign file
+        raise ValueError(f"{path} is not a readable MATLAB file ({type(error).__name__}: {error}); it is damaged or "
+                         "not the official one. Re-extract the dataset.") from None
     if "annotations" not in mat:
         raise ValueError(f"{path} has no 'annotations' struct array (variables: "
                          f"{sorted(k for k in mat if not k.startswith('__'))}); it is not the official file.")
@@ -106,11 +121,23 @@ def _box(row) -> tuple[float, float, float, float]:
     return tuple(float(row[key]) for key in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
 
 
+def _records(path: Path, image_of: Callable[[Any], Path]) -> list[Record]:
+    """The ``(image, class, box)`` of every entry of the ``annotations`` struct array in ``path``."""
+    records = []
+    for number, row in enumerate(_struct_rows(path), start=1):
+        try:
+            records.append((image_of(row), int(row["class"]), _box(row)))
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"{path}, annotation {number}: {type(error).__name__}: {error}; the file is damaged or "
+                             "not the official one. Re-extract the dataset.") from None
+    return records
+
+
 def _read_annos(directory: Path) -> Annotations:
     if not (directory / "car_ims").is_dir():
         raise not_found(NAME, directory, directory / "car_ims", "cars_annos.mat was found but not its images.")
-    return ([(directory / str(row["relative_im_path"]), int(row["class"]), _box(row))
-             for row in _struct_rows(directory / "cars_annos.mat")], [directory / "cars_annos.mat"])
+    path = directory / "cars_annos.mat"
+    return _records(path, lambda row: directory / str(row["relative_im_path"])), [path]
 
 
 def _read_devkit(directory: Path) -> Annotations:
@@ -125,13 +152,12 @@ def _read_devkit(directory: Path) -> Annotations:
         images = first_existing(directory, [f"cars_{part}/cars_{part}", f"cars_{part}"])
         if images is None or not images.is_dir():
             raise not_found(NAME, directory, directory / f"cars_{part}")
-        records += [(images / str(row["fname"]), int(row["class"]), _box(row)) for row in _struct_rows(annos)]
+        records += _records(annos, lambda row, images=images: images / str(row["fname"]))
     return records, files
 
 
 def _read_folders(directory: Path, split: str) -> Annotations:
-    with open(directory / "names.csv", encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
+    names = [line.strip() for _, line in read_lines(directory / "names.csv") if line.strip()]
     require_rows(names, name=NAME, split=split, directory=directory, path=directory / "names.csv",
                  problem="is empty (it names no class)")
     records = []
@@ -141,14 +167,18 @@ def _read_folders(directory: Path, split: str) -> Annotations:
         for needed in (annos, images):
             if not needed.exists():
                 raise not_found(NAME, directory, needed)
-        with open(annos, encoding="utf-8", newline="") as handle:
-            for row in csv.reader(handle):
-                if not row:
-                    continue
+        reader = csv.reader(line for _, line in read_lines(annos))
+        for row in reader:
+            if not row:
+                continue
+            try:
                 fname, x1, y1, x2, y2, label = row[0], *map(float, row[1:5]), int(row[5])
-                if not 1 <= label <= len(names):
-                    raise ValueError(f"{annos}: class {label} of {fname} is outside 1..{len(names)} "
-                                     f"(names.csv has {len(names)} names).")
-                folder = names[label - 1].replace("/", "-")
-                records.append((images / folder / fname, label, (x1, y1, x2, y2)))
+            except (ValueError, IndexError):
+                raise damaged(annos, reader.line_num, f"expected fname,x1,y1,x2,y2,class, got {','.join(row)!r}"
+                              ) from None
+            if not 1 <= label <= len(names):
+                raise ValueError(f"{annos}: class {label} of {fname} is outside 1..{len(names)} "
+                                 f"(names.csv has {len(names)} names).")
+            folder = names[label - 1].replace("/", "-")
+            records.append((images / folder / fname, label, (x1, y1, x2, y2)))
     return records, [directory / "anno_train.csv", directory / "anno_test.csv"]

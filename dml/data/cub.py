@@ -70,10 +70,10 @@ class CUB200(ImageFileDataset):
             raise not_found(NAME, directory, base / "images")
 
         where = {"name": NAME, "split": split, "directory": directory}
-        rows = {key: require_rows(read_rows(files[key], columns=2), path=files[key], **where)
-                for key in ("images", "labels")}
-        names = {int(i): name for i, name in rows["images"]}
-        classes = {int(i): int(c) for i, c in rows["labels"]}
+        rows = {key: require_rows(read_rows(files[key], columns=2, types=types), path=files[key], **where)
+                for key, types in (("images", (int, str)), ("labels", (int, int)))}
+        names = dict(rows["images"])
+        classes = dict(rows["labels"])
         if names.keys() != classes.keys():
             raise ValueError(f"{files['images']} and {files['labels']} list different image ids "
                              f"({len(names)} vs {len(classes)}); re-extract the dataset.")
@@ -85,9 +85,10 @@ class CUB200(ImageFileDataset):
                                    f"list no image of the split's classes {CLASS_RANGES[split]}")
         boxes = None
         if bbox_crop:
-            box_rows = require_rows(read_rows(files["boxes"], columns=2), path=files["boxes"], **where)
-            xywh = {int(row[0]): [float(v) for v in row[1].split()] for row in box_rows}
-            missing = [i for i in ids if i not in xywh or len(xywh[i]) != 4]
+            box_rows = require_rows(read_rows(files["boxes"], columns=5, types=(int, float, float, float, float)),
+                                    path=files["boxes"], **where)
+            xywh = {row[0]: row[1:] for row in box_rows}
+            missing = [i for i in ids if i not in xywh]
             if missing:
                 raise ValueError(f"{files['boxes']} has no valid `x y width height` box for image id(s) "
                                  f"{missing[:5]}; re-extract the dataset or use bbox_crop=False.")

@@ -107,24 +107,52 @@ def first_existing(directory: Path, candidates: Sequence[str]) -> Path | None:
     return None
 
 
-def read_rows(path: Path, *, columns: int, skip: int = 0) -> list[list[str]]:
+def read_rows(path: Path, *, columns: int, skip: int = 0, types: Sequence[type] | None = None) -> list[list]:
     """Whitespace-separated rows of a text annotation file, the last column keeping any inner spaces.
 
-    Blank lines are ignored; a line with fewer than ``columns`` fields raises a ``ValueError`` naming the file and
-    the line number.
+    Blank lines are ignored. ``types`` (one per column, e.g. ``(int, str)``) converts the fields. A line with fewer
+    than ``columns`` fields, a field that is not of its type, or bytes that are not UTF-8 text raise a
+    ``ValueError`` naming the file and the line number.
     """
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number <= skip or not line.strip():
-                continue
-            fields = line.split(maxsplit=columns - 1)
-            if len(fields) < columns:
-                raise ValueError(f"{path}, line {number}: expected {columns} whitespace-separated fields, got "
-                                 f"{line.rstrip()!r}. The file is truncated or not the official one; re-extract "
-                                 "the dataset.")
-            rows.append([field.strip() for field in fields])
+    for number, line in read_lines(path):
+        if number <= skip or not line.strip():
+            continue
+        fields = [field.strip() for field in line.split(maxsplit=columns - 1)]
+        if len(fields) < columns:
+            raise damaged(path, number, f"expected {columns} whitespace-separated fields, got {line.rstrip()!r}")
+        if types is not None:
+            fields = convert_fields(fields, types, path, number)
+        rows.append(fields)
     return rows
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every line of a UTF-8 text file; other bytes raise a ``ValueError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(enumerate(handle, start=1))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); the file is damaged or "
+                         "not the official one. Re-extract the dataset.") from None
+
+
+def convert_fields(fields: Sequence[str], types: Sequence[type], path: Path, number: int) -> list:
+    """``fields`` converted by ``types`` (one per field); a bad field raises :func:`damaged` for line ``number``."""
+    converted = []
+    for kind, field in zip(types, fields):
+        try:
+            converted.append(kind(field))
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+            raise damaged(path, number, f"{field!r} is not {what} (in {' '.join(fields)!r})") from None
+    return converted + list(fields[len(types):])
+
+
+def damaged(path: Path, number: int, problem: str) -> ValueError:
+    """The error for line ``number`` of annotation file ``path``: what is wrong and that the file is damaged."""
+    return ValueError(f"{path}, line {number}: {problem}. The file is truncated or not the official one; "
+                      "re-extract the dataset.")
 
 
 class ImageFileDataset(DMLDataset):

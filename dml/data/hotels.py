@@ -31,7 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, empty_annotation, locate_folder, not_found, require_rows
+from dml.data.files import (
+    ImageFileDataset,
+    convert_fields,
+    dataset_dir,
+    empty_annotation,
+    locate_folder,
+    not_found,
+    read_lines,
+    require_rows,
+)
 from dml.data.registry import register
 from dml.utils.checks import check_choice
 
@@ -119,18 +128,24 @@ class Hotels50K(ImageFileDataset):
 
 
 def _read_csv(path: Path, directory: Path, required: tuple[str, ...], split: str) -> list[dict[str, str]]:
+    """The rows of a metadata CSV with at least the ``required`` columns, whose id columns (``*_id``) hold integers;
+    other problems raise a ``ValueError`` naming the file (and the line)."""
     if not path.is_file():
         raise not_found(NAME, directory, path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None:
-            raise empty_annotation(NAME, split, directory, path)
-        columns = [name.strip() for name in reader.fieldnames]
-        if not set(required) <= set(columns):
-            raise ValueError(f"{path} has columns {columns}; expected at least {list(required)}. It is not the "
-                             "official file; re-extract input/dataset.tar.gz.")
-        rows = [{key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
-                for row in reader]
+    reader = csv.DictReader(line for _, line in read_lines(path))
+    if reader.fieldnames is None:
+        raise empty_annotation(NAME, split, directory, path)
+    columns = [name.strip() for name in reader.fieldnames]
+    if not set(required) <= set(columns):
+        raise ValueError(f"{path} has columns {columns}; expected at least {list(required)}. It is not the "
+                         "official file; re-extract input/dataset.tar.gz.")
+    rows = []
+    for row in reader:
+        row = {key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
+        for key in required:
+            if key.endswith("_id"):
+                convert_fields([row[key]], [int], path, reader.line_num)
+        rows.append(row)
     return require_rows(rows, name=NAME, split=split, directory=directory, path=path,
                         problem="has its header but no row")
 

@@ -27,7 +27,15 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, empty_annotation, not_found, read_rows, require_rows
+from dml.data.files import (
+    ImageFileDataset,
+    dataset_dir,
+    empty_annotation,
+    not_found,
+    read_lines,
+    read_rows,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "inshop"
@@ -72,8 +80,8 @@ class InShop(ImageFileDataset):
         if not (images / "img").is_dir():
             raise not_found(NAME, directory, directory / "Img" / "img")
 
-        with open(partition, encoding="utf-8") as handle:
-            declared, header = handle.readline().strip(), handle.readline().split()
+        lines = [text for _, text in read_lines(partition)[:2]] + ["", ""]
+        declared, header = lines[0].strip(), lines[1].split()
         if not declared and not header:
             raise empty_annotation(NAME, split, directory, partition)
         if header != HEADER:

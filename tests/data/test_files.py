@@ -157,3 +157,123 @@ def test_empty_annotation_names_the_dataset_the_file_and_the_split(case: str, tm
 def test_a_complete_tree_still_loads(tmp_path: Path) -> None:
     tree = make_sop(tmp_path / "sop", train_classes=1, test_classes=1, per_class=1)
     assert [len(dml.data.build("sop", split=s, root=tree.root)) for s in ("train", "test", "all")] == [1, 1, 2]
+
+
+def _replace_first(old: str, new: str):
+    return lambda text: text.replace(old, new, 1)
+
+
+# (dataset, fixture builder with its keywords, file, edit of its text (or new bytes), build keywords, message)
+DAMAGED = {
+    "cub-id-not-int": (
+        "cub200",
+        (make_cub, {}),
+        "CUB_200_2011/images.txt",
+        _replace_first("1 ", "x "),
+        {},
+        r"images.txt, line 1: 'x' is not an integer",
+    ),
+    "cub-class-not-int": (
+        "cub200",
+        (make_cub, {}),
+        "CUB_200_2011/image_class_labels.txt",
+        _replace_first("1 1\n", "1 one\n"),
+        {},
+        r"image_class_labels.txt, line 1: 'one' is not an integer",
+    ),
+    "cub-box-not-a-number": (
+        "cub200",
+        (make_cub, {}),
+        "CUB_200_2011/bounding_boxes.txt",
+        _replace_first("4.0", "four"),
+        {"bbox_crop": True},
+        r"bounding_boxes.txt, line 1: 'four' is not a number",
+    ),
+    "cub-box-short": (
+        "cub200",
+        (make_cub, {}),
+        "CUB_200_2011/bounding_boxes.txt",
+        _replace_first(" 16.0\n", "\n"),
+        {"bbox_crop": True},
+        r"bounding_boxes.txt, line 1: expected 5 whitespace-separated fields",
+    ),
+    "cub-binary": (
+        "cub200",
+        (make_cub, {}),
+        "CUB_200_2011/images.txt",
+        b"\xff\xfe\x00garbage\n",
+        {},
+        r"images.txt is not UTF-8 text \(byte 0",
+    ),
+    "sop-class-not-int": (
+        "sop",
+        (make_sop, {}),
+        "Stanford_Online_Products/Ebay_train.txt",
+        _replace_first("\n1 1 ", "\n1 x "),
+        {},
+        r"Ebay_train.txt, line 2: 'x' is not an integer",
+    ),
+    "inshop-binary": (
+        "inshop",
+        (make_inshop, {}),
+        "Eval/list_eval_partition.txt",
+        b"\x80\x81\n",
+        {},
+        r"list_eval_partition.txt is not UTF-8 text",
+    ),
+    "cars-csv-short-row": (
+        "cars196",
+        (make_cars, {"layout": "folders"}),
+        "anno_train.csv",
+        _replace_first(",", ";"),
+        {},
+        r"anno_train.csv, line 1: expected fname,x1,y1,x2,y2,class",
+    ),
+    "cars-csv-box-not-a-number": (
+        "cars196",
+        (make_cars, {"layout": "folders"}),
+        "anno_train.csv",
+        _replace_first(",5,", ",five,"),
+        {},
+        r"anno_train.csv, line 1: expected fname,x1,y1,x2,y2,class, got '00001.jpg,five",
+    ),
+    "cars-mat-garbage": (
+        "cars196",
+        (make_cars, {}),
+        "cars_annos.mat",
+        b"not a MATLAB file",
+        {},
+        r"cars_annos.mat is not a readable MATLAB file",
+    ),
+    "hotels-id-not-int": (
+        "hotels50k",
+        (make_hotels, {}),
+        "input/dataset/train_set.csv",
+        _replace_first("\n1,1,", "\n1,x,"),
+        {},
+        r"train_set.csv, line 2: 'x' is not an integer",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_damaged_annotation_names_the_file_and_the_line(case: str, tmp_path: Path) -> None:
+    """Malformed values, binary junk or a foreign file: one line naming the file (and line), not a bare
+    "invalid literal for int()", an IndexError or a scipy exception."""
+    name, (make, make_kw), relative, change, kwargs, pattern = DAMAGED[case]
+    tree = make(tmp_path / name, **make_kw)
+    path = tree.root / relative
+    if isinstance(change, bytes):
+        path.write_bytes(change)
+    else:
+        text = path.read_text()
+        assert change(text) != text, "the edit must change the file"
+        path.write_text(change(text))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match=pattern) as info:
+            dml.data.build(name, split="train", root=tree.root, **kwargs)
+    assert str(tree.root) in str(info.value) and "re-extract" in str(info.value).lower()
+    if not kwargs:
+        report = dml.data.check(name, tree.root)
+        assert not report.ok and relative.rsplit("/", 1)[-1] in (report.error or ""), report.format()
