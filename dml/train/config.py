@@ -255,11 +255,17 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"Config file {str(path)!r} is a folder; pass a YAML file (examples are in configs/).")
         if not path.is_file():
             raise ConfigError(f"Config file {str(path)!r} does not exist; check the path (examples are in configs/).")
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             try:
                 loaded = yaml.load(handle, Loader=UniqueKeyLoader)
+            except UnicodeDecodeError as err:
+                raise ConfigError(
+                    f"Config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); is it a YAML file?"
+                ) from None
             except DuplicateKeyError as err:
                 raise ConfigError(
                     f"Config file {str(path)!r}: {err} (YAML would keep only the last); delete one of them."

@@ -112,6 +112,12 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "seed: [1, 2\n"))
     assert load_config(_write(tmp_path, "")) == Config()
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 6"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
 
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
