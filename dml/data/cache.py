@@ -394,7 +394,14 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         hint = (f" An interrupted build left {partial}; building again resumes it." if partial.is_dir() else "")
         raise CacheMissingError(f"No dataset cache at {directory}.{hint} Build it with "
                                 "`dml.data.build_cache(NAME, split=..., size=...)` (or `dml data cache NAME`).")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError(f"a {type(manifest).__name__}, not a mapping")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise StaleCacheError(f"The cache at {directory} is damaged: its manifest.json is not a valid manifest "
+                              f"({error}). Delete the folder and build the cache again (`dml data cache NAME "
+                              "--split SPLIT --size SIZE --force`).") from None
     if manifest.get("format") != CACHE_FORMAT:
         raise StaleCacheError(f"The cache at {directory} has format {manifest.get('format')} but this version of "
                               f"dml reads format {CACHE_FORMAT}. Rebuild it: "
@@ -427,15 +434,21 @@ class CachedDataset(DMLDataset):
             raise StaleCacheError(f"The cache at {self.directory} is stale: the files of {m['source']} "
                                   f"({m['split']}) changed since it was built (fingerprint differs). Rebuild it: "
                                   + rebuild_command(m["source"], m["split"], m["size"], m.get("source_kwargs")))
-        labels = np.load(self.directory / m["files"]["labels"])
-        super().__init__(split=m["split"], labels=labels, transform=transform)
-        # Copy-on-write mapping: writable for torch.from_numpy, yet nothing is ever written back to the file.
-        self.images = np.load(self.directory / m["files"]["images"], mmap_mode="c")
-        self.extras = sorted(m.get("extras", []))
-        if self.extras:
-            with np.load(self.directory / m["files"]["extras"]) as arrays:
-                for name in self.extras:
-                    setattr(self, name, arrays[name])
+        try:
+            labels = np.load(self.directory / m["files"]["labels"])
+            super().__init__(split=m["split"], labels=labels, transform=transform)
+            # Copy-on-write mapping: writable for torch.from_numpy, yet nothing is ever written back to the file.
+            self.images = np.load(self.directory / m["files"]["images"], mmap_mode="c")
+            self.extras = sorted(m.get("extras", []))
+            if self.extras:
+                with np.load(self.directory / m["files"]["extras"]) as arrays:
+                    for name in self.extras:
+                        setattr(self, name, arrays[name])
+        except (OSError, ValueError, KeyError, EOFError) as error:  # missing, truncated or foreign array files
+            raise StaleCacheError(f"The cache at {self.directory} is damaged ({type(error).__name__}: {error}). "
+                                  "Delete the folder and rebuild it: "
+                                  + rebuild_command(m["source"], m["split"], m["size"], m.get("source_kwargs"))
+                                  ) from None
         if self.images.shape != (m["count"], m["size"], m["size"], 3) or len(labels) != m["count"]:
             raise StaleCacheError(f"The cache at {self.directory} is damaged: its arrays do not match its manifest. "
                                   "Delete the folder and rebuild it: "
@@ -479,7 +492,7 @@ def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, ro
                 draft: bool = True, progress: bool = True, **source_kwargs: Any) -> Path:
     """Build (or reuse) the cache of registered dataset ``name``; return its folder.
 
-    An existing cache built from the same files is kept unless ``force=True``; a stale one is rebuilt; an
+    An existing cache built from the same files is kept unless ``force=True``; a stale or damaged one is rebuilt; an
     interrupted build is resumed. ``source_kwargs`` are passed to ``dml.data.build`` (e.g. ``num_classes`` for
     ``synthetic``). ``directory`` defaults to :func:`cache_dir`.
     """
@@ -490,6 +503,7 @@ def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, ro
         with contextlib.suppress(CacheMissingError, StaleCacheError, KeyError, ValueError, OSError):
             m = read_manifest(directory)
             if m["fingerprint"] == fingerprint(dataset) and m["size"] == size and m["draft"] == draft:
+                CachedDataset(directory)  # its arrays open (a damaged cache is rebuilt)
                 return directory
     return write_cache(dataset, directory, size=size, workers=workers, source=name, source_kwargs=source_kwargs,
                        draft=draft, progress=progress)
