@@ -101,7 +101,7 @@ def retrieval_metrics(
         ValueError: malformed or non-finite embeddings, unknown options, or (cosine) a row of zero norm.
     """
     x = as_embedding_tensor(embeddings, labels)
-    y = as_label_array(labels)
+    y = _checked_labels(as_label_array(labels), "labels")
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
     if metric == "cosine":
         _check_directions(x, "embeddings")
@@ -164,7 +164,8 @@ def query_gallery_metrics(
             f"{g.shape[1]}; both must come from the same model."
         )
     g = g.to(device=q.device, dtype=q.dtype) if (g.device != q.device or g.dtype != q.dtype) else g
-    yq, yg = as_label_array(query_labels), as_label_array(gallery_labels)
+    yq = _checked_labels(as_label_array(query_labels), "query_labels")
+    yg = _checked_labels(as_label_array(gallery_labels), "gallery_labels")
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
     if metric == "cosine":
         _check_directions(q, "query_embeddings")
@@ -201,6 +202,22 @@ def query_gallery_metrics(
 
 def _check_options(include, ks, metric, chunk_size, valid):
     return check_include(include, valid), check_ks(ks), check_metric(metric), check_chunk_size(chunk_size)
+
+
+def _checked_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """``labels`` if none is missing (``None`` or NaN): an item without a class cannot be relevant or not."""
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels)
+    elif labels.dtype.kind == "O":
+        missing = np.array([label is None or (isinstance(label, float) and math.isnan(label)) for label in labels])
+    else:
+        return labels
+    if missing.any():
+        raise ValueError(
+            f"{name} contain {int(missing.sum())} missing value(s) (None or NaN, first at index "
+            f"{int(np.flatnonzero(missing)[0])}); every item needs a class id. Drop those items."
+        )
+    return labels
 
 
 def _check_directions(x: torch.Tensor, name: str) -> None:

@@ -450,6 +450,22 @@ def test_zero_norm_embedding_is_refused_under_cosine(where):
         assert query_gallery_metrics(q, yq, g, yg, ks=(1,), metric="euclidean")["num_queries"] == 6
 
 
+def test_missing_labels_empty_dimensions_and_malformed_ks_are_refused():
+    """Each used to end in an unrelated message: sklearn's "Input contains NaN", numpy's "'<' not supported", a
+    ZeroDivisionError, "'bool' object is not iterable"."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4))
+    with pytest.raises(ValueError, match=r"labels contain 3 missing value\(s\) \(None or NaN, first at index 0\)"):
+        retrieval_metrics(x, [np.nan] * 3 + [1.0] * 3, ks=(1,))
+    with pytest.raises(ValueError, match=r"gallery_labels contain 1 missing value\(s\).*index 2"):
+        query_gallery_metrics(x, [1, 1, 2, 2, 3, 3], x, np.array([1, 1, None, 2, 3, 3], dtype=object), ks=(1,))
+    with pytest.raises(ValueError, match=r"embeddings have 0 dimensions \(shape \(6, 0\)\)"):
+        retrieval_metrics(np.zeros((6, 0)), [1, 1, 2, 2, 3, 3], ks=(1,), metric="euclidean")
+    for ks in (True, 1.0, "1", None):
+        with pytest.raises(ValueError, match=r"ks must be an integer >= 1 or a sequence of them"):
+            retrieval_metrics(x, [1, 1, 2, 2, 3, 3], ks=ks)
+
+
 def test_ks_larger_than_the_gallery_warn_once_are_capped_and_recorded(route):
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
