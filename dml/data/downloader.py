@@ -103,8 +103,10 @@ def _make_dirs(path: Path) -> None:
     """``mkdir -p path``; a full, read-only or forbidden disk is a :class:`LocalWriteError`."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise
+    except (FileExistsError, NotADirectoryError) as error:
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise DownloadError(f"Cannot create the folder {path}: {blocking} is a file, not a folder. Choose another "
+                            "folder with --root DIR (or DML_DATA).") from error
     except OSError as error:
         raise local_write_error(path, error) from error
 

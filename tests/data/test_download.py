@@ -357,6 +357,14 @@ def test_download_to_a_full_disk_exits_1_with_one_line_and_installs_nothing(loca
     assert len(server.requests) == 1 and waits == [] and not root.exists()
 
 
+def test_a_file_in_the_way_of_the_root_is_named(local_cub, server, tmp_path, capsys):
+    (tmp_path / "data").write_text("not a folder")
+    assert main(["data", "download", "cub200", "--root", str(tmp_path / "data" / "cub200"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'data'} is a file, not a folder" in err and "--root DIR" in err and err.count("\n") == 1
+    assert server.requests == []
+
+
 def test_disk_full_during_extraction_exits_1_keeps_the_archive_and_the_next_run_unpacks_it(
     local_cub, server, tmp_path, capsys
 ):
