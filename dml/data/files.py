@@ -10,6 +10,11 @@ with the count and the first few files, and drops them (and their rows in every 
 construction and a broken file raises ``CorruptImageError`` / ``FileNotFoundError`` naming it when it is loaded.
 ``dml data check NAME --decode`` finds the same files up front.
 
+Annotation files are untrusted input too: :func:`read_rows` (typed columns) and :func:`read_lines` name the file
+and the line of a malformed value or of bytes that are not UTF-8 text, and :func:`require_rows` /
+:func:`empty_annotation` raise :class:`EmptyAnnotationError`, naming the dataset, the split and the file, when a
+file lists no image (empty, only its header, or nothing of the requested split).
+
 Where the data lives: :func:`dataset_dir` maps ``(name, root)`` to the dataset's folder. ``root=None`` means
 ``dml.data.data_root() / name``. An explicit ``root`` is the dataset's own folder, unless it contains a
 sub-folder called ``name``, in which case that sub-folder is used; so both ``root="/data/cub200"`` and the shared
