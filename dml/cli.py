@@ -5,9 +5,11 @@
 replaces it); ``dml data list`` prints the registered datasets; ``dml data download NAME [--root DIR]`` fetches a
 benchmark (or prints the manual steps), ``dml data check NAME [--root DIR] [--decode]`` verifies one on disk and
 ``dml data cache NAME [--split S] [--size N]`` decodes a split once into a memory-mapped array for fast epochs.
-Bad usage (unknown option, unknown config key, wrong type, unknown dataset or dataset keyword) exits with
-status 2 and a one-line explanation; a failure during the run exits with status 1 (for ``data check``: a missing,
-incomplete or corrupt dataset; for ``train``: also an ``eval.protocol`` that the dataset's files cannot serve);
+Bad usage (unknown option, unknown config key, wrong type, non-finite number, duplicate YAML key, unknown dataset
+or dataset keyword) exits with status 2 and a one-line explanation; a failure during the run exits with status 1
+(for ``data check``: a missing, incomplete or corrupt dataset; for ``train``: also an ``eval.protocol`` that the
+dataset's files cannot serve, and a missing or corrupt image, named with the ``dml data check`` command that finds
+them all and the ``skip_corrupt`` option that trains without them);
 ``data download`` of a dataset without a stable URL prints the manual steps and exits with status 3.
 Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -150,7 +153,7 @@ def _download(args: argparse.Namespace) -> int:
     except ManualDownloadRequired as err:
         print(err)
         return MANUAL_DOWNLOAD
-    except (DownloadError, UnsafeArchiveError, FileNotFoundError, NotADirectoryError) as err:
+    except (DownloadError, UnsafeArchiveError, ValueError, OSError) as err:  # OSError: e.g. $DML_DATA is missing
         print(f"dml data download: error: {err}", file=sys.stderr)
         return RUN_ERROR
     except KeyboardInterrupt:
@@ -236,15 +239,46 @@ def _train(args: argparse.Namespace) -> int:
     if refusal:
         print(f"dml train: error: {refusal}", file=sys.stderr)
         return USAGE_ERROR
+    from dml.data.images import CorruptImageError, MissingImageError
+
     try:
         train(config, resume=args.resume)
     except KeyboardInterrupt:
         print("dml train: interrupted; continue with --resume.", file=sys.stderr)
         return 130
+    except (CorruptImageError, MissingImageError) as err:
+        print(f"dml train: error: {_bad_image_line(err, config.data)}", file=sys.stderr)
+        return RUN_ERROR
     except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as err:
-        print(f"dml train: error: {err}", file=sys.stderr)
+        print(f"dml train: error: {_error_line(err)}", file=sys.stderr)
         return RUN_ERROR
     return 0
+
+
+def _error_line(err: BaseException) -> str:
+    """The message of ``err``; for an error a ``DataLoader`` worker re-raised (its message then holds the worker's
+    traceback), the original message, taken from the traceback's last line."""
+    text = str(err).strip()
+    if "Original Traceback" not in text:
+        return text
+    last = text.splitlines()[-1]
+    original = re.match(r"[\w.]+: (.*)", last)  # "dml.data.images.CorruptImageError: Image file ..."
+    return original.group(1) if original else last
+
+
+def _bad_image_line(err: OSError, data: object) -> str:
+    """A missing or undecodable image: what is wrong, then how to find every such file of the dataset and how to
+    train without them (``skip_corrupt``), instead of the generic fix of :mod:`dml.data.images`."""
+    from dml.data.images import FIX, CorruptImageError
+
+    problem = _error_line(err).removesuffix(FIX).strip()
+    name, root = getattr(data, "name", "NAME"), getattr(data, "root", None)
+    decode = " --decode" if isinstance(err, CorruptImageError) else ""
+    command = f"dml data check {name}{f' --root {root}' if root is not None else ''}{decode}"
+    return (
+        f"{problem} List every unreadable file of {name} with `{command}` and re-download them, or train "
+        "without them with --set data.kwargs.skip_corrupt=true (which decodes every image once at the start)."
+    )
 
 
 if __name__ == "__main__":

@@ -64,12 +64,27 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> No
             "Closest: 'num_clases' -> 'num_classes'. Accepted: num_classes, ",
         ),
         (["train", str(SMOKE), "--set", "eval.protocol=hotel"], "Did you mean 'hotels'"),
+        (["train", str(SMOKE), "--set", "optim.lr=.inf"], "'optim.lr' must be a finite number; got inf"),
+        (["train", str(SMOKE), "--set", "loss.kwargs={pos_margin: .nan}"], "'loss.kwargs.pos_margin' must be a finite"),
     ],
 )
 def test_bad_configs_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("dml train: error:") and message in err and "Traceback" not in err
+
+
+def test_duplicate_config_key_exits_2_naming_both_lines(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = SMOKE.read_text()
+    assert text.count("\n  lr: 0.001\n") == 1
+    line = text[: text.index("\n  lr: 0.001\n")].count("\n") + 2
+    config = tmp_path / "twice.yaml"
+    config.write_text(text.replace("\n  lr: 0.001\n", "\n  lr: 0.001\n  lr: 10.0\n"))
+    assert main(["train", str(config), "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dml train: error:") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"key 'optim.lr' appears twice, on lines {line} and {line + 1}" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_without_checkpoint_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -212,3 +227,63 @@ def test_resume_with_fewer_epochs_exits_1_and_keeps_the_config(tmp_path: Path, c
     err = capsys.readouterr().err
     assert "after epoch 2, but train.epochs is 1" in err and err.count("\n") == 1 and "Traceback" not in err
     assert (out / "config.yaml").read_text() == config
+def _train_on_broken_cub(tmp_path: Path, *, pipeline: str, workers: int, damage: str, extra: tuple[str, ...] = ()):
+    """`dml train` on a CUB fixture with one training image truncated (or deleted), through the CLI entry point."""
+    from tests.fixtures.benchmarks import make_cub, truncate
+
+    tree = make_cub(tmp_path / "data" / "cub200")
+    broken = tree.files[1]
+    if damage == "truncated":
+        truncate(broken, 0.3)
+    else:
+        broken.unlink()
+    argv = ["train", str(SMOKE), "--output-dir", str(tmp_path / "run"), "--set", f"data.root={tmp_path / 'data'}"]
+    for override in (
+        "data.name=cub200",
+        f"data.pipeline={pipeline}",
+        "data.kwargs={}",
+        "data.sampler={p: 2, k: 2}",
+        "data.augment={size: 16, test_resize: 16}",
+        "data.cache_size=20",
+        "data.cache_workers=0",
+        f"data.num_workers={workers}",
+        "train.epochs=1",
+        "eval.ks=[1]",
+        *extra,
+    ):
+        argv += ["--set", override]
+    return broken, main(argv)
+
+
+@pytest.mark.parametrize(
+    "pipeline,workers,damage",
+    [
+        ("jpeg", 0, "truncated"),
+        ("jpeg", 1, "truncated"),
+        ("cached", 0, "truncated"),
+        ("jpeg", 0, "missing"),
+        ("cached", 0, "missing"),
+    ],
+)
+def test_a_broken_image_exits_1_with_one_line_naming_the_check_and_skip_corrupt(
+    pipeline: str, workers: int, damage: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A truncated JPEG (or a deleted one) used to end `dml train` with a traceback (from a DataLoader worker, the
+    worker's traceback inside the message)."""
+    broken, code = _train_on_broken_cub(tmp_path, pipeline=pipeline, workers=workers, damage=damage)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("dml train: error: Image file ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and "worker" not in err, err
+    assert str(broken) in err and ("truncated or corrupt" if damage == "truncated" else "is missing") in err
+    decode = " --decode" if damage == "truncated" else ""
+    assert f"`dml data check cub200 --root {tmp_path / 'data'}{decode}`" in err, err
+    assert "--set data.kwargs.skip_corrupt=true" in err, err
+
+
+def test_the_skip_corrupt_the_message_names_trains_without_the_broken_image(tmp_path: Path) -> None:
+    with pytest.warns(RuntimeWarning, match=r"Skipping 1 unreadable image file"):
+        broken, code = _train_on_broken_cub(
+            tmp_path, pipeline="jpeg", workers=0, damage="truncated", extra=("data.kwargs.skip_corrupt=true",)
+        )
+    assert code == 0 and json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["epoch"] == 1

@@ -20,11 +20,11 @@ from dml.data.catalog import CATALOG, DatasetInfo, dataset_info
 from dml.data.checker import CheckReport, check
 from dml.data.cub import CUB200
 from dml.data.digits import DigitsDataset
-from dml.data.downloader import ChecksumError, DownloadError, ManualDownloadRequired, download
+from dml.data.downloader import ChecksumError, DownloadError, LocalWriteError, ManualDownloadRequired, download
 from dml.data.extract import UnsafeArchiveError, safe_extract
-from dml.data.files import DatasetNotFoundError, ImageFileDataset, dataset_dir
+from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
 from dml.data.hotels import Hotels50K
-from dml.data.images import CorruptImageError, find_corrupt_images, load_image
+from dml.data.images import CorruptImageError, MissingImageError, find_corrupt_images, load_image
 from dml.data.inshop import InShop
 from dml.data.loaders import Pipeline, build_loaders, check_pipeline, evaluation_split, whole_classes
 from dml.data.registry import UnknownDatasetError, available, build, register
@@ -53,11 +53,14 @@ __all__ = [
     "DatasetNotFoundError",
     "DigitsDataset",
     "DownloadError",
+    "EmptyAnnotationError",
     "Hotels50K",
     "ImageFileDataset",
     "InMemoryDataset",
     "InShop",
+    "LocalWriteError",
     "ManualDownloadRequired",
+    "MissingImageError",
     "PKSampler",
     "Pipeline",
     "SamplerConfig",

@@ -67,7 +67,7 @@ from PIL import Image, UnidentifiedImageError
 from dml import __version__
 from dml.data.base import DMLDataset, Transform, check_split
 from dml.data.files import pixel_box
-from dml.data.images import CorruptImageError
+from dml.data.images import FIX, CorruptImageError, MissingImageError, bad_image_message
 from dml.data.registry import build, register
 from dml.data.root import data_root
 from dml.utils import atomic_save_json, atomic_write
@@ -133,8 +133,7 @@ def fingerprint(dataset: Any) -> str:
             try:
                 size = path.stat().st_size
             except FileNotFoundError as error:
-                raise FileNotFoundError(f"Image file {path} listed by the dataset is missing; re-download or "
-                                        "re-extract the dataset before building its cache.") from error
+                raise MissingImageError(f"{bad_image_message(path)} {FIX}") from error
             h.update(f"{path.relative_to(base).as_posix()}\0{size}\n".encode())
         return "files:" + h.hexdigest()
     images = getattr(dataset, "images", None)
@@ -172,12 +171,12 @@ def decode_resized(path: str | os.PathLike, size: int, *, draft: bool = True,
     downscale by a power of two while decoding, keeping both sides of the (cropped) image ≥ ``size``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingImageError: the file does not exist (a ``FileNotFoundError``).
         CorruptImageError: the file cannot be decoded.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Image file {path} is missing. Re-download or re-extract the dataset.")
+        raise MissingImageError(f"{bad_image_message(path)} {FIX}")
     try:
         with Image.open(path) as image:
             full = image.size
@@ -187,9 +186,7 @@ def decode_resized(path: str | os.PathLike, size: int, *, draft: bool = True,
                 image.draft("RGB", (math.ceil(size * full[0] / bw), math.ceil(size * full[1] / bh)))
             image = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise CorruptImageError(f"Image file {path} is truncated or corrupt ({type(error).__name__}: {error}). "
-                                "Re-download or re-extract the dataset; `dml.data.find_corrupt_images(paths)` "
-                                "lists every unreadable file in one pass.") from error
+        raise CorruptImageError(f"{bad_image_message(path, error)} {FIX}") from error
     if box is not None:
         sx, sy = image.size[0] / full[0], image.size[1] / full[1]
         image = image.crop(pixel_box((box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), image.size))
@@ -397,7 +394,14 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         hint = (f" An interrupted build left {partial}; building again resumes it." if partial.is_dir() else "")
         raise CacheMissingError(f"No dataset cache at {directory}.{hint} Build it with "
                                 "`dml.data.build_cache(NAME, split=..., size=...)` (or `dml data cache NAME`).")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError(f"a {type(manifest).__name__}, not a mapping")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise StaleCacheError(f"The cache at {directory} is damaged: its manifest.json is not a valid manifest "
+                              f"({error}). Delete the folder and build the cache again (`dml data cache NAME "
+                              "--split SPLIT --size SIZE --force`).") from None
     if manifest.get("format") != CACHE_FORMAT:
         raise StaleCacheError(f"The cache at {directory} has format {manifest.get('format')} but this version of "
                               f"dml reads format {CACHE_FORMAT}. Rebuild it: "
@@ -430,15 +434,21 @@ class CachedDataset(DMLDataset):
             raise StaleCacheError(f"The cache at {self.directory} is stale: the files of {m['source']} "
                                   f"({m['split']}) changed since it was built (fingerprint differs). Rebuild it: "
                                   + rebuild_command(m["source"], m["split"], m["size"], m.get("source_kwargs")))
-        labels = np.load(self.directory / m["files"]["labels"])
-        super().__init__(split=m["split"], labels=labels, transform=transform)
-        # Copy-on-write mapping: writable for torch.from_numpy, yet nothing is ever written back to the file.
-        self.images = np.load(self.directory / m["files"]["images"], mmap_mode="c")
-        self.extras = sorted(m.get("extras", []))
-        if self.extras:
-            with np.load(self.directory / m["files"]["extras"]) as arrays:
-                for name in self.extras:
-                    setattr(self, name, arrays[name])
+        try:
+            labels = np.load(self.directory / m["files"]["labels"])
+            super().__init__(split=m["split"], labels=labels, transform=transform)
+            # Copy-on-write mapping: writable for torch.from_numpy, yet nothing is ever written back to the file.
+            self.images = np.load(self.directory / m["files"]["images"], mmap_mode="c")
+            self.extras = sorted(m.get("extras", []))
+            if self.extras:
+                with np.load(self.directory / m["files"]["extras"]) as arrays:
+                    for name in self.extras:
+                        setattr(self, name, arrays[name])
+        except (OSError, ValueError, KeyError, EOFError) as error:  # missing, truncated or foreign array files
+            raise StaleCacheError(f"The cache at {self.directory} is damaged ({type(error).__name__}: {error}). "
+                                  "Delete the folder and rebuild it: "
+                                  + rebuild_command(m["source"], m["split"], m["size"], m.get("source_kwargs"))
+                                  ) from None
         if self.images.shape != (m["count"], m["size"], m["size"], 3) or len(labels) != m["count"]:
             raise StaleCacheError(f"The cache at {self.directory} is damaged: its arrays do not match its manifest. "
                                   "Delete the folder and rebuild it: "
@@ -482,7 +492,7 @@ def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, ro
                 draft: bool = True, progress: bool = True, **source_kwargs: Any) -> Path:
     """Build (or reuse) the cache of registered dataset ``name``; return its folder.
 
-    An existing cache built from the same files is kept unless ``force=True``; a stale one is rebuilt; an
+    An existing cache built from the same files is kept unless ``force=True``; a stale or damaged one is rebuilt; an
     interrupted build is resumed. ``source_kwargs`` are passed to ``dml.data.build`` (e.g. ``num_classes`` for
     ``synthetic``). ``directory`` defaults to :func:`cache_dir`.
     """
@@ -493,6 +503,7 @@ def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, ro
         with contextlib.suppress(CacheMissingError, StaleCacheError, KeyError, ValueError, OSError):
             m = read_manifest(directory)
             if m["fingerprint"] == fingerprint(dataset) and m["size"] == size and m["draft"] == draft:
+                CachedDataset(directory)  # its arrays open (a damaged cache is rebuilt)
                 return directory
     return write_cache(dataset, directory, size=size, workers=workers, source=name, source_kwargs=source_kwargs,
                        draft=draft, progress=progress)

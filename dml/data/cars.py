@@ -25,17 +25,29 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, first_existing, not_found
+from dml.data.files import (
+    ImageFileDataset,
+    damaged,
+    dataset_dir,
+    empty_annotation,
+    first_existing,
+    not_found,
+    read_lines,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "cars196"
 TRAIN_CLASSES = range(1, 99)
 TEST_CLASSES = range(99, 197)
+CLASS_RANGES = {"train": "1-98", "test": "99-196", "all": "1-196"}
 LAYOUTS = ("annos", "devkit", "folders")
 
 
@@ -56,6 +68,7 @@ class Cars196(ImageFileDataset):
 
     Raises:
         DatasetNotFoundError: no supported layout is found, or its image folder is missing.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -63,17 +76,20 @@ class Cars196(ImageFileDataset):
         check_split(split)
         directory = dataset_dir(NAME, root)
         if (directory / "cars_annos.mat").is_file():
-            layout, records = "annos", _read_annos(directory)
+            layout, (records, annotations) = "annos", _read_annos(directory)
         elif (directory / "devkit" / "cars_train_annos.mat").is_file():
-            layout, records = "devkit", _read_devkit(directory)
+            layout, (records, annotations) = "devkit", _read_devkit(directory)
         elif (directory / "names.csv").is_file():
-            layout, records = "folders", _read_folders(directory)
+            layout, (records, annotations) = "folders", _read_folders(directory, split)
         else:
             raise not_found(NAME, directory, directory / "cars_annos.mat",
                             "Neither cars_annos.mat, devkit/cars_train_annos.mat nor names.csv was found.")
         wanted = {"train": set(TRAIN_CLASSES), "test": set(TEST_CLASSES),
                   "all": set(TRAIN_CLASSES) | set(TEST_CLASSES)}[split]
         keep = [r for r in records if r[1] in wanted]
+        if not keep:
+            raise empty_annotation(NAME, split, directory, annotations,
+                                   f"list no image of the split's classes {CLASS_RANGES[split]}")
         boxes = None
         if bbox_crop:
             boxes = np.array([[x1 - 1, y1 - 1, x2, y2] for _, _, (x1, y1, x2, y2) in keep], dtype=np.float64)
@@ -84,12 +100,17 @@ class Cars196(ImageFileDataset):
 
 
 Record = tuple[Path, int, tuple[float, float, float, float]]
+Annotations = tuple[list[Record], list[Path]]  # the records and the annotation files they were read from
 
 
 def _struct_rows(path: Path) -> list:
     from scipy.io import loadmat
 
-    mat = loadmat(path, squeeze_me=True)
+    try:
+        mat = loadmat(path, squeeze_me=True)
+    except Exception as error:  # scipy's MatReadError, ValueError, ... for a truncated or foreign file
+        raise ValueError(f"{path} is not a readable MATLAB file ({type(error).__name__}: {error}); it is damaged or "
+                         "not the official one. Re-extract the dataset.") from None
     if "annotations" not in mat:
         raise ValueError(f"{path} has no 'annotations' struct array (variables: "
                          f"{sorted(k for k in mat if not k.startswith('__'))}); it is not the official file.")
@@ -100,31 +121,45 @@ def _box(row) -> tuple[float, float, float, float]:
     return tuple(float(row[key]) for key in ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2"))
 
 
-def _read_annos(directory: Path) -> list[Record]:
+def _records(path: Path, image_of: Callable[[Any], Path]) -> list[Record]:
+    """The ``(image, class, box)`` of every entry of the ``annotations`` struct array in ``path``."""
+    records = []
+    for number, row in enumerate(_struct_rows(path), start=1):
+        try:
+            records.append((image_of(row), int(row["class"]), _box(row)))
+        except (ValueError, KeyError, TypeError, IndexError) as error:
+            raise ValueError(f"{path}, annotation {number}: {type(error).__name__}: {error}; the file is damaged or "
+                             "not the official one. Re-extract the dataset.") from None
+    return records
+
+
+def _read_annos(directory: Path) -> Annotations:
     if not (directory / "car_ims").is_dir():
         raise not_found(NAME, directory, directory / "car_ims", "cars_annos.mat was found but not its images.")
-    return [(directory / str(row["relative_im_path"]), int(row["class"]), _box(row))
-            for row in _struct_rows(directory / "cars_annos.mat")]
+    path = directory / "cars_annos.mat"
+    return _records(path, lambda row: directory / str(row["relative_im_path"])), [path]
 
 
-def _read_devkit(directory: Path) -> list[Record]:
+def _read_devkit(directory: Path) -> Annotations:
     test_annos = first_existing(directory, ["cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat"])
     if test_annos is None:
         raise not_found(NAME, directory, directory / "cars_test_annos_withlabels.mat",
                         "The devkit's cars_test_annos.mat has no labels; the labelled file is distributed "
                         "separately.")
     records = []
-    for part, annos in (("train", directory / "devkit" / "cars_train_annos.mat"), ("test", test_annos)):
+    files = [directory / "devkit" / "cars_train_annos.mat", test_annos]
+    for part, annos in zip(("train", "test"), files):
         images = first_existing(directory, [f"cars_{part}/cars_{part}", f"cars_{part}"])
         if images is None or not images.is_dir():
             raise not_found(NAME, directory, directory / f"cars_{part}")
-        records += [(images / str(row["fname"]), int(row["class"]), _box(row)) for row in _struct_rows(annos)]
-    return records
+        records += _records(annos, lambda row, images=images: images / str(row["fname"]))
+    return records, files
 
 
-def _read_folders(directory: Path) -> list[Record]:
-    with open(directory / "names.csv", encoding="utf-8") as handle:
-        names = [line.strip() for line in handle if line.strip()]
+def _read_folders(directory: Path, split: str) -> Annotations:
+    names = [line.strip() for _, line in read_lines(directory / "names.csv") if line.strip()]
+    require_rows(names, name=NAME, split=split, directory=directory, path=directory / "names.csv",
+                 problem="is empty (it names no class)")
     records = []
     for part in ("train", "test"):
         annos = directory / f"anno_{part}.csv"
@@ -132,14 +167,18 @@ def _read_folders(directory: Path) -> list[Record]:
         for needed in (annos, images):
             if not needed.exists():
                 raise not_found(NAME, directory, needed)
-        with open(annos, encoding="utf-8", newline="") as handle:
-            for row in csv.reader(handle):
-                if not row:
-                    continue
+        reader = csv.reader(line for _, line in read_lines(annos))
+        for row in reader:
+            if not row:
+                continue
+            try:
                 fname, x1, y1, x2, y2, label = row[0], *map(float, row[1:5]), int(row[5])
-                if not 1 <= label <= len(names):
-                    raise ValueError(f"{annos}: class {label} of {fname} is outside 1..{len(names)} "
-                                     f"(names.csv has {len(names)} names).")
-                folder = names[label - 1].replace("/", "-")
-                records.append((images / folder / fname, label, (x1, y1, x2, y2)))
-    return records
+            except (ValueError, IndexError):
+                raise damaged(annos, reader.line_num, f"expected fname,x1,y1,x2,y2,class, got {','.join(row)!r}"
+                              ) from None
+            if not 1 <= label <= len(names):
+                raise ValueError(f"{annos}: class {label} of {fname} is outside 1..{len(names)} "
+                                 f"(names.csv has {len(names)} names).")
+            folder = names[label - 1].replace("/", "-")
+            records.append((images / folder / fname, label, (x1, y1, x2, y2)))
+    return records, [directory / "anno_train.csv", directory / "anno_test.csv"]

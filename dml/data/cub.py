@@ -15,12 +15,21 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found, read_rows
+from dml.data.files import (
+    ImageFileDataset,
+    dataset_dir,
+    empty_annotation,
+    locate_folder,
+    not_found,
+    read_rows,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "cub200"
 TRAIN_CLASSES = range(1, 101)
 TEST_CLASSES = range(101, 201)
+CLASS_RANGES = {"train": "1-100", "test": "101-200", "all": "1-200"}
 
 
 @register(NAME)
@@ -43,6 +52,7 @@ class CUB200(ImageFileDataset):
     Raises:
         DatasetNotFoundError: the folder or an annotation file is missing (the message shows the layout and
             ``dml data download cub200``).
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -59,18 +69,26 @@ class CUB200(ImageFileDataset):
         if not (base / "images").is_dir():
             raise not_found(NAME, directory, base / "images")
 
-        names = {int(i): name for i, name in read_rows(files["images"], columns=2)}
-        classes = {int(i): int(c) for i, c in read_rows(files["labels"], columns=2)}
+        where = {"name": NAME, "split": split, "directory": directory}
+        rows = {key: require_rows(read_rows(files[key], columns=2, types=types), path=files[key], **where)
+                for key, types in (("images", (int, str)), ("labels", (int, int)))}
+        names = dict(rows["images"])
+        classes = dict(rows["labels"])
         if names.keys() != classes.keys():
             raise ValueError(f"{files['images']} and {files['labels']} list different image ids "
                              f"({len(names)} vs {len(classes)}); re-extract the dataset.")
         wanted = {"train": set(TRAIN_CLASSES), "test": set(TEST_CLASSES),
                   "all": set(TRAIN_CLASSES) | set(TEST_CLASSES)}[split]
         ids = [i for i in sorted(names) if classes[i] in wanted]
+        if not ids:
+            raise empty_annotation(NAME, split, directory, [files["images"], files["labels"]],
+                                   f"list no image of the split's classes {CLASS_RANGES[split]}")
         boxes = None
         if bbox_crop:
-            xywh = {int(row[0]): [float(v) for v in row[1].split()] for row in read_rows(files["boxes"], columns=2)}
-            missing = [i for i in ids if i not in xywh or len(xywh[i]) != 4]
+            box_rows = require_rows(read_rows(files["boxes"], columns=5, types=(int, float, float, float, float)),
+                                    path=files["boxes"], **where)
+            xywh = {row[0]: row[1:] for row in box_rows}
+            missing = [i for i in ids if i not in xywh]
             if missing:
                 raise ValueError(f"{files['boxes']} has no valid `x y width height` box for image id(s) "
                                  f"{missing[:5]}; re-extract the dataset or use bbox_crop=False.")

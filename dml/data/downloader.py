@@ -16,21 +16,31 @@ The steps and what each guarantees:
    checking that the archive produced the expected marker file. On any failure the temporary folder is deleted, so
    the dataset folder either does not exist or is complete.
 
+A failure to write to the local disk is not a network failure and is never retried: a full disk (``ENOSPC``,
+``EDQUOT``, ``EFBIG``), a read-only file system (``EROFS``) or a folder without write permission raise
+:class:`LocalWriteError` at once, saying to free space or choose another ``--root``. The bytes fetched before a full
+disk stay in the ``.part`` file (the next run resumes from them); a full disk during extraction removes the partly
+extracted folder and keeps the verified archive, so the next run unpacks it without downloading again.
+
 Only CUB-200-2011 has a stable public URL; for the others :func:`download` raises :class:`ManualDownloadRequired`,
 whose message is the manual procedure (and the CLI prints it and exits with status 3).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import http.client
 import logging
 import os
 import shutil
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +53,9 @@ from dml.data.files import dataset_dir
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+READ_ONLY = {errno.EROFS}
+NO_PERMISSION = {errno.EACCES, errno.EPERM}
 
 
 class DownloadError(RuntimeError):
@@ -55,6 +68,47 @@ class ChecksumError(DownloadError):
 
 class ManualDownloadRequired(DownloadError):
     """The dataset has no stable public URL; the message holds the manual instructions."""
+
+
+class LocalWriteError(DownloadError):
+    """Writing to the local disk failed (full, read-only, no permission): not retried; ``errno`` is the cause's."""
+
+    def __init__(self, message: str, errno_code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_code
+
+
+def local_write_error(path: str | os.PathLike, error: OSError, *, kept: str = "", action: str | None = None
+                      ) -> LocalWriteError:
+    """The :class:`LocalWriteError` for a failed write to ``path`` (or of ``action``): the cause, what ``kept``
+    says survives, the fix."""
+    code = error.errno
+    if code in DISK_FULL:
+        cause = f"the disk is full ({error.strerror or error})"
+        fix = "Free space on that disk, or download to another disk with --root DIR (or DML_DATA)"
+    elif code in READ_ONLY:
+        cause = "the file system is read-only"
+        fix = "Choose a writable folder with --root DIR (or DML_DATA)"
+    elif code in NO_PERMISSION:
+        cause = "permission denied"
+        fix = "Choose a folder you can write to with --root DIR (or DML_DATA)"
+    else:
+        cause = f"{type(error).__name__}: {error}"
+        fix = "Check the disk, or choose another folder with --root DIR (or DML_DATA)"
+    action = action or f"Cannot write {path}"
+    return LocalWriteError(f"{action}: {cause}. {fix}{'; ' + kept if kept else ''}.", code)
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p path``; a full, read-only or forbidden disk is a :class:`LocalWriteError`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise DownloadError(f"Cannot create the folder {path}: {blocking} is a file, not a folder. Choose another "
+                            "folder with --root DIR (or DML_DATA).") from error
+    except OSError as error:
+        raise local_write_error(path, error) from error
 
 
 class _IncompleteTransfer(OSError):
@@ -110,11 +164,13 @@ def fetch(url: str, destination: str | os.PathLike, *, md5: str | None = None, s
 
     Raises:
         ChecksumError: the complete file has the wrong digest (the file is deleted).
+        LocalWriteError: the local disk is full, read-only or not writable; raised at once, never retried (the
+            ``.part`` file keeps the bytes written so far).
         DownloadError: the transfer failed ``retries + 1`` times (the ``.part`` file is kept; run again to resume)
             or the server answered with a non-retryable error.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(destination.parent)
     part = destination.with_name(destination.name + ".part")
     if destination.exists():
         try:
@@ -170,16 +226,62 @@ def _transfer(url: str, part: Path, *, progress: bool, timeout: float, chunk_siz
             offset, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
-        with open(part, mode) as out, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=part.name.removesuffix(".part").lstrip("."),
-                                           disable=not progress, file=sys.stderr, dynamic_ncols=True) as bar:
-            while chunk := response.read(chunk_size):
-                out.write(chunk)
-                bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            out = open(part, mode, buffering=0)  # noqa: SIM115 (closed below)  unbuffered: no write is pending
+        except OSError as error:
+            raise local_write_error(part, error) from error
+        with out, tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=part.name.removesuffix(".part").lstrip("."), disable=not progress, file=sys.stderr,
+                       dynamic_ncols=True) as bar:
+            try:
+                while chunk := response.read(chunk_size):  # network errors (OSError too) propagate: retried
+                    _write_all(out, chunk)
+                    bar.update(len(chunk))
+                _sync(out)
+            except _WriteFailed as failed:
+                size = part.stat().st_size
+                need = f" ({_human_size(total - size)} more are needed)" if total is not None else ""
+                raise local_write_error(part, failed.error, kept=f"the {size:,} bytes fetched so far stay in "
+                                        f"{part}{need} and the same command resumes from them") from failed.error
     if total is not None and part.stat().st_size < total:
         raise _IncompleteTransfer(f"connection closed after {part.stat().st_size} of {total} bytes")
+
+
+class _WriteFailed(Exception):
+    """A write to the ``.part`` file failed (unlike the network errors around it, never retried)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _write_all(out, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered file ``out`` (a raw write may accept only part of it)."""
+    view = memoryview(data)
+    try:
+        while view:
+            written = out.write(view)
+            if not written:  # a regular file accepting nothing is out of space
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            view = view[written:]
+    except OSError as error:
+        raise _WriteFailed(error) from error
+
+
+def _sync(out) -> None:
+    """``fsync`` the file (a network file system may report a full disk only here)."""
+    try:
+        os.fsync(out.fileno())
+    except OSError as error:
+        raise _WriteFailed(error) from error
+
+
+def _human_size(size: int) -> str:
+    """``size`` bytes in the largest unit that keeps a digit before the point (bytes, KB, MB or GB)."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:,.1f} {unit}"
+    return f"{size:,} bytes"
 
 
 def _range_start(content_range: str) -> int | None:
@@ -247,7 +349,7 @@ def download(name: str, root: str | os.PathLike | None = None, *, progress: bool
         raise DownloadError(f"{directory} is not empty but does not hold a complete {info.title} "
                             f"({info.download.marker} is missing). Move or delete it, or pass --root with a new "
                             f"folder; if {directory} is your shared data folder, pass --root {directory / name}.")
-    directory.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(directory.parent)
     archive = directory.parent / f".{directory.name}.{info.download.filename}"
     spec: Download = info.download
     if progress:
@@ -261,19 +363,45 @@ def download(name: str, root: str | os.PathLike | None = None, *, progress: bool
     return DownloadResult(name, directory, "downloaded")
 
 
+def _extraction_kept(archive: str | os.PathLike, staging: Path) -> str:
+    """What a failed extraction leaves: nothing of the partial tree, the verified archive, and the space needed."""
+    needed = ""
+    with contextlib.suppress(Exception):  # only for the message; a second failure must not hide the first
+        if tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as tar:
+                size = sum(member.size for member in tar.getmembers())
+        else:
+            with zipfile.ZipFile(archive) as handle:
+                size = sum(info.file_size for info in handle.infolist())
+        free = shutil.disk_usage(staging.parent).free
+        needed = f" (the dataset unpacks to {_human_size(size)}; {_human_size(free)} are free there)"
+    return (f"the partly extracted files were removed and the verified archive {archive} is kept, so the same "
+            f"command unpacks it again without downloading{needed}")
+
+
 def install_archive(archive: str | os.PathLike, directory: str | os.PathLike, *, marker: str | None = None) -> Path:
     """Extract ``archive`` into a temporary sibling of ``directory``, then rename it onto ``directory``.
 
     ``directory`` must not exist or be empty. If extraction fails, is refused as unsafe, or does not produce
-    ``marker``, the temporary folder is removed and ``directory`` is left as it was.
+    ``marker``, the temporary folder is removed and ``directory`` is left as it was; a full, read-only or
+    forbidden disk raises :class:`LocalWriteError` (the archive is kept).
     """
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise DownloadError(f"{directory} is not empty; refusing to install over it. Move or delete it first.")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.extracting-", dir=directory.parent))
+    _make_dirs(directory.parent)
     try:
-        safe_extract(archive, staging)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.extracting-", dir=directory.parent))
+    except OSError as error:
+        raise local_write_error(directory.parent, error) from error
+    try:
+        try:
+            safe_extract(archive, staging)
+        except OSError as error:
+            if error.errno not in DISK_FULL | READ_ONLY | NO_PERMISSION:
+                raise
+            raise local_write_error(directory.parent, error, kept=_extraction_kept(archive, staging),
+                                    action=f"Unpacking {archive} into {directory.parent} failed") from error
         if marker is not None and not (staging / marker).exists():
             raise DownloadError(f"{archive} unpacked without {marker}; it is not the expected archive.")
         if directory.exists():

@@ -10,6 +10,11 @@ with the count and the first few files, and drops them (and their rows in every 
 construction and a broken file raises ``CorruptImageError`` / ``FileNotFoundError`` naming it when it is loaded.
 ``dml data check NAME --decode`` finds the same files up front.
 
+Annotation files are untrusted input too: :func:`read_rows` (typed columns) and :func:`read_lines` name the file
+and the line of a malformed value or of bytes that are not UTF-8 text, and :func:`require_rows` /
+:func:`empty_annotation` raise :class:`EmptyAnnotationError`, naming the dataset, the split and the file, when a
+file lists no image (empty, only its header, or nothing of the requested split).
+
 Where the data lives: :func:`dataset_dir` maps ``(name, root)`` to the dataset's folder. ``root=None`` means
 ``dml.data.data_root() / name``. An explicit ``root`` is the dataset's own folder, unless it contains a
 sub-folder called ``name``, in which case that sub-folder is used; so both ``root="/data/cub200"`` and the shared
@@ -29,6 +34,14 @@ import torch
 from dml.data.base import DMLDataset, Transform
 from dml.data.images import find_corrupt_images, load_image
 from dml.data.root import data_root
+
+
+class EmptyAnnotationError(ValueError):
+    """An annotation file of a benchmark lists no image (empty, header only, or nothing of the requested split).
+
+    The message names the dataset, the split, the file and the fix. Catchable as ``ValueError``, like the other
+    problems of an annotation file.
+    """
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -63,6 +76,24 @@ def not_found(name: str, directory: Path, missing: Path | str, detail: str = "")
         f"Then verify with `dml data check {name} --root {directory}`.")
 
 
+def empty_annotation(name: str, split: str, directory: Path, files: Path | Sequence[Path],
+                     problem: str = "is empty (it lists no image)") -> EmptyAnnotationError:
+    """Build the error raised when annotation ``files`` of dataset ``name`` give no image for ``split``."""
+    shown = " and ".join(str(path) for path in ([files] if isinstance(files, Path) else files))
+    return EmptyAnnotationError(
+        f"Dataset {name!r}, split {split!r}: {shown} {problem}. The file is truncated or not the official one: "
+        f"re-extract the dataset (`dml data download {name}` fetches it or prints the manual steps), then verify "
+        f"with `dml data check {name} --root {directory}`.")
+
+
+def require_rows(rows: list, *, name: str, split: str, directory: Path, path: Path,
+                 problem: str = "is empty (it lists no image)") -> list:
+    """``rows`` read from annotation file ``path``, or :func:`empty_annotation` when there are none."""
+    if not rows:
+        raise empty_annotation(name, split, directory, path, problem)
+    return rows
+
+
 def locate_folder(name: str, directory: Path, candidates: Sequence[str]) -> Path:
     """The folder holding the first of ``directory / c`` that exists; otherwise :func:`not_found` naming the first
     candidate (the official layout)."""
@@ -81,24 +112,52 @@ def first_existing(directory: Path, candidates: Sequence[str]) -> Path | None:
     return None
 
 
-def read_rows(path: Path, *, columns: int, skip: int = 0) -> list[list[str]]:
+def read_rows(path: Path, *, columns: int, skip: int = 0, types: Sequence[type] | None = None) -> list[list]:
     """Whitespace-separated rows of a text annotation file, the last column keeping any inner spaces.
 
-    Blank lines are ignored; a line with fewer than ``columns`` fields raises a ``ValueError`` naming the file and
-    the line number.
+    Blank lines are ignored. ``types`` (one per column, e.g. ``(int, str)``) converts the fields. A line with fewer
+    than ``columns`` fields, a field that is not of its type, or bytes that are not UTF-8 text raise a
+    ``ValueError`` naming the file and the line number.
     """
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if number <= skip or not line.strip():
-                continue
-            fields = line.split(maxsplit=columns - 1)
-            if len(fields) < columns:
-                raise ValueError(f"{path}, line {number}: expected {columns} whitespace-separated fields, got "
-                                 f"{line.rstrip()!r}. The file is truncated or not the official one; re-extract "
-                                 "the dataset.")
-            rows.append([field.strip() for field in fields])
+    for number, line in read_lines(path):
+        if number <= skip or not line.strip():
+            continue
+        fields = [field.strip() for field in line.split(maxsplit=columns - 1)]
+        if len(fields) < columns:
+            raise damaged(path, number, f"expected {columns} whitespace-separated fields, got {line.rstrip()!r}")
+        if types is not None:
+            fields = convert_fields(fields, types, path, number)
+        rows.append(fields)
     return rows
+
+
+def read_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, text)`` of every line of a UTF-8 text file; other bytes raise a ``ValueError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return list(enumerate(handle, start=1))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason}); the file is damaged or "
+                         "not the official one. Re-extract the dataset.") from None
+
+
+def convert_fields(fields: Sequence[str], types: Sequence[type], path: Path, number: int) -> list:
+    """``fields`` converted by ``types`` (one per field); a bad field raises :func:`damaged` for line ``number``."""
+    converted = []
+    for kind, field in zip(types, fields):
+        try:
+            converted.append(kind(field))
+        except ValueError:
+            what = {int: "an integer", float: "a number"}.get(kind, kind.__name__)
+            raise damaged(path, number, f"{field!r} is not {what} (in {' '.join(fields)!r})") from None
+    return converted + list(fields[len(types):])
+
+
+def damaged(path: Path, number: int, problem: str) -> ValueError:
+    """The error for line ``number`` of annotation file ``path``: what is wrong and that the file is damaged."""
+    return ValueError(f"{path}, line {number}: {problem}. The file is truncated or not the official one; "
+                      "re-extract the dataset.")
 
 
 class ImageFileDataset(DMLDataset):

@@ -31,7 +31,16 @@ from pathlib import Path
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found
+from dml.data.files import (
+    ImageFileDataset,
+    convert_fields,
+    dataset_dir,
+    empty_annotation,
+    locate_folder,
+    not_found,
+    read_lines,
+    require_rows,
+)
 from dml.data.registry import register
 from dml.utils.checks import check_choice
 
@@ -64,6 +73,7 @@ class Hotels50K(ImageFileDataset):
     Raises:
         DatasetNotFoundError: the metadata CSVs or the image folder of the split are missing, or the folder holds
             none of the listed images.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -74,7 +84,7 @@ class Hotels50K(ImageFileDataset):
         directory = dataset_dir(NAME, root)
         meta = locate_folder(NAME, directory, ["input/dataset/hotel_info.csv", "input/hotel_info.csv",
                                                "dataset/hotel_info.csv"])
-        hotel_rows = _read_csv(meta / "hotel_info.csv", directory, HOTEL_COLUMNS)
+        hotel_rows = _read_csv(meta / "hotel_info.csv", directory, HOTEL_COLUMNS, split)
         chain_of = {int(row["hotel_id"]): int(row["chain_id"]) for row in hotel_rows}
 
         paths, hotels, ids, sources, is_test = [], [], [], [], []
@@ -84,7 +94,7 @@ class Hotels50K(ImageFileDataset):
             if not folder.is_dir():
                 raise not_found(NAME, directory, folder)
             on_disk = _index_images(folder)
-            rows = _read_csv(meta / f"{part}_set.csv", directory, IMAGE_COLUMNS)
+            rows = _read_csv(meta / f"{part}_set.csv", directory, IMAGE_COLUMNS, split)
             kept = 0
             for row in rows:
                 path = on_disk.get(row["image_id"])
@@ -117,17 +127,27 @@ class Hotels50K(ImageFileDataset):
         self.occlusion = occlusion
 
 
-def _read_csv(path: Path, directory: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+def _read_csv(path: Path, directory: Path, required: tuple[str, ...], split: str) -> list[dict[str, str]]:
+    """The rows of a metadata CSV with at least the ``required`` columns, whose id columns (``*_id``) hold integers;
+    other problems raise a ``ValueError`` naming the file (and the line)."""
     if not path.is_file():
         raise not_found(NAME, directory, path)
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = [name.strip() for name in reader.fieldnames or []]
-        if not set(required) <= set(columns):
-            raise ValueError(f"{path} has columns {columns}; expected at least {list(required)}. It is not the "
-                             "official file; re-extract input/dataset.tar.gz.")
-        return [{key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
-                for row in reader]
+    reader = csv.DictReader(line for _, line in read_lines(path))
+    if reader.fieldnames is None:
+        raise empty_annotation(NAME, split, directory, path)
+    columns = [name.strip() for name in reader.fieldnames]
+    if not set(required) <= set(columns):
+        raise ValueError(f"{path} has columns {columns}; expected at least {list(required)}. It is not the "
+                         "official file; re-extract input/dataset.tar.gz.")
+    rows = []
+    for row in reader:
+        row = {key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
+        for key in required:
+            if key.endswith("_id"):
+                convert_fields([row[key]], [int], path, reader.line_num)
+        rows.append(row)
+    return require_rows(rows, name=NAME, split=split, directory=directory, path=path,
+                        problem="has its header but no row")
 
 
 def _index_images(folder: Path) -> dict[str, Path]:

@@ -27,7 +27,15 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, not_found, read_rows
+from dml.data.files import (
+    ImageFileDataset,
+    dataset_dir,
+    empty_annotation,
+    not_found,
+    read_lines,
+    read_rows,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "inshop"
@@ -52,6 +60,7 @@ class InShop(ImageFileDataset):
 
     Raises:
         DatasetNotFoundError: the partition file or the image folder is missing.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
         ValueError: an unknown ``subset``, or a ``subset`` with a split other than ``"test"``.
     """
 
@@ -71,12 +80,15 @@ class InShop(ImageFileDataset):
         if not (images / "img").is_dir():
             raise not_found(NAME, directory, directory / "Img" / "img")
 
-        with open(partition, encoding="utf-8") as handle:
-            declared, header = handle.readline().strip(), handle.readline().split()
+        lines = [text for _, text in read_lines(partition)[:2]] + ["", ""]
+        declared, header = lines[0].strip(), lines[1].split()
+        if not declared and not header:
+            raise empty_annotation(NAME, split, directory, partition)
         if header != HEADER:
             raise ValueError(f"{partition}, line 2 is {header}, not the official header {HEADER}; "
                              "re-download the file.")
-        rows = read_rows(partition, columns=3, skip=2)
+        rows = require_rows(read_rows(partition, columns=3, skip=2), name=NAME, split=split, directory=directory,
+                            path=partition, problem="has its count and header lines but no image row")
         if not declared.isdigit() or int(declared) != len(rows):
             raise ValueError(f"{partition} declares {declared!r} images on line 1 but lists {len(rows)}; the file "
                              "is truncated or edited. Re-download it.")
@@ -86,6 +98,9 @@ class InShop(ImageFileDataset):
             rows = [r for r in rows if r[2] == "query"] + [r for r in rows if r[2] == "gallery"]
         else:
             rows = [r for r in rows if r[2] in wanted]
+        if not rows:
+            raise empty_annotation(NAME, split, directory, partition, "lists no image with evaluation_status "
+                                   + " or ".join(repr(w) for w in sorted(wanted)))
         status = np.array([r[2] for r in rows], dtype=object)
         super().__init__(split=split, paths=[images / r[0] for r in rows],
                          labels=np.array([_item_number(r[1], partition) for r in rows], dtype=np.int64),

@@ -14,7 +14,16 @@ import os
 import numpy as np
 
 from dml.data.base import Transform, check_split
-from dml.data.files import ImageFileDataset, dataset_dir, locate_folder, not_found, read_rows
+from dml.data.files import (
+    ImageFileDataset,
+    dataset_dir,
+    empty_annotation,
+    locate_folder,
+    not_found,
+    read_lines,
+    read_rows,
+    require_rows,
+)
 from dml.data.registry import register
 
 NAME = "sop"
@@ -36,6 +45,7 @@ class StanfordOnlineProducts(ImageFileDataset):
 
     Raises:
         DatasetNotFoundError: the folder or a list file is missing.
+        EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -48,14 +58,18 @@ class StanfordOnlineProducts(ImageFileDataset):
             path = base / f"Ebay_{part}.txt"
             if not path.is_file():
                 raise not_found(NAME, directory, path)
-            with open(path, encoding="utf-8") as handle:
-                header = handle.readline().split()
+            lines = read_lines(path)
+            header = lines[0][1].split() if lines else []
+            if not header:
+                raise empty_annotation(NAME, split, directory, path)
             if header != HEADER:
                 raise ValueError(f"{path} starts with {header}, not the official header {HEADER}; "
                                  "re-extract the dataset.")
-            rows += read_rows(path, columns=4, skip=1)
+            part_rows = read_rows(path, columns=4, skip=1, types=(int, int, int, str))
+            rows += require_rows(part_rows, name=NAME, split=split, directory=directory, path=path,
+                                 problem="has its header but no image row")
         super().__init__(split=split, paths=[base / r[3] for r in rows],
-                         labels=np.array([int(r[1]) for r in rows], dtype=np.int64), transform=transform,
-                         extras={"super_labels": np.array([int(r[2]) for r in rows], dtype=np.int64),
-                                 "image_ids": np.array([int(r[0]) for r in rows], dtype=np.int64)},
+                         labels=np.array([r[1] for r in rows], dtype=np.int64), transform=transform,
+                         extras={"super_labels": np.array([r[2] for r in rows], dtype=np.int64),
+                                 "image_ids": np.array([r[0] for r in rows], dtype=np.int64)},
                          skip_corrupt=skip_corrupt, root=directory)

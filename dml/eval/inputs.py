@@ -19,6 +19,8 @@ def check_metric(metric: str) -> str:
 def check_ks(ks: Iterable[int] | int) -> tuple[int, ...]:
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
         ks = (int(ks),)
+    if isinstance(ks, (bool, float, str)) or not isinstance(ks, Iterable):
+        raise ValueError(f"ks must be an integer >= 1 or a sequence of them, e.g. ks=(1, 2, 4, 8); got ks={ks!r}.")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks is empty; pass at least one k for Recall@k, e.g. ks=(1, 2, 4, 8).")

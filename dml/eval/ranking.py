@@ -387,6 +387,12 @@ def _row_statistics(
     positives = _positive_runs(query_codes, gallery_codes, exclude_self=exclude_self)
     num_pos = positives.num_pos
     r_max = int(num_pos.max().item())
+    if r_max == 0:  # no query has a positive (e.g. no query label in the gallery): nothing to rank
+        return RankStatistics(
+            num_positives=num_pos,
+            first_rank=torch.full_like(num_pos, k_max) if k_max is not None else None,
+            top_relevance=torch.zeros(num_query, 0, dtype=torch.bool, device=device) if need_top_relevance else None,
+        )
     layout = _row_layout(
         num_query,
         num_gallery,

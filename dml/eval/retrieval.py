@@ -15,7 +15,15 @@ Every ranking metric is averaged over the queries that have at least one relevan
 one (a class of size 1 in self-retrieval, a query label absent from the gallery in query/gallery retrieval) are
 excluded from **all** ranking metrics, as PML's AccuracyCalculator does with "lone query labels", and counted in
 ``num_queries_without_positives``; they still serve as gallery items for the other queries. If no query has a
-positive, the ranking metrics are NaN.
+positive (in either protocol), the ranking metrics are NaN, with a warning and the count.
+
+Bad input fails loudly rather than giving a silently wrong number: embeddings with NaN or infinite entries are
+refused, and so, under ``metric="cosine"``, are rows of zero norm (below the ``1e-12`` that
+``torch.nn.functional.normalize`` divides by: such a row has no direction, and its cosine similarity to everything
+would be read as 0). A ``k`` larger than the gallery each query is ranked against (``N - 1`` items in
+self-retrieval, ``N_gallery`` otherwise) is capped at the gallery size, where every query with a positive is a hit:
+one ``RuntimeWarning`` names the capped ``ks``, their ``recall@k`` equal the capped one, and the result records the
+cap as ``ks_capped_to``.
 
 Ranking: gallery items are ordered by (−score, gallery index), ties going to the lower index, and the query is
 excluded from its own ranking by index; see :mod:`dml.eval.ranking`. The computation is exact and never builds the
@@ -51,6 +59,8 @@ from dml.eval.ranking import DEFAULT_MAX_BYTES, RankStatistics, rank_statistics
 
 #: Metric names accepted by ``include``.
 METRIC_NAMES = ("recall", "map@r", "r_precision", "nmi")
+#: Rows with a smaller L2 norm are refused under cosine similarity (the ``eps`` of ``F.normalize``).
+NORM_EPS = 1e-12
 
 
 def retrieval_metrics(
@@ -85,12 +95,19 @@ def retrieval_metrics(
         ``num_queries`` counts all queries; the ranking metrics average over the
         ``num_queries - num_queries_without_positives`` queries whose class has another member. ``R_q`` is the
         class size − 1; the query is excluded from its own ranking by index and ties go to the lower index.
+        ``ks_capped_to`` (an int) is present when some ``k`` exceeded the ``N - 1`` ranked items and was capped.
+
+    Raises:
+        ValueError: malformed or non-finite embeddings, unknown options, or (cosine) a row of zero norm.
     """
     x = as_embedding_tensor(embeddings, labels)
-    y = as_label_array(labels)
+    y = _checked_labels(as_label_array(labels), "labels")
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    if metric == "cosine":
+        _check_directions(x, "embeddings")
     (codes,) = encode_labels(y)
     result: dict[str, float | int] = {}
+    k_max, cap = _capped_k_max(ks, x.shape[0] - 1) if "recall" in include else (None, None)
     if _ranking(include):
         a, b, offsets = score_operands(x, None, metric)
         codes_t = torch.from_numpy(codes).to(x.device)
@@ -101,7 +118,7 @@ def retrieval_metrics(
             codes_t,
             exclude_self=True,
             offsets=offsets,
-            k_max=max(ks) if "recall" in include else None,
+            k_max=k_max,
             need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
             chunk_size=chunk_size,
             max_bytes=max_bytes,
@@ -110,6 +127,8 @@ def retrieval_metrics(
         result.update(_summarise(stats, include, ks))
     if "nmi" in include:
         result["nmi"] = _nmi(x, y, metric=metric, seed=seed)
+    if cap is not None:
+        result["ks_capped_to"] = cap
     result["num_queries"] = int(x.shape[0])
     result["num_queries_without_positives"] = int((np.bincount(codes)[codes] < 2).sum())
     return result
@@ -132,9 +151,10 @@ def query_gallery_metrics(
 
     The query set is *not* part of the gallery, so nothing is excluded by index; ``R_q`` is the number of gallery
     items with the query's label, and queries with no such item are excluded from the ranking metrics and counted
-    in ``num_queries_without_positives``. Ties are broken by the lower gallery index. ``"nmi"`` (not computed by
-    default) clusters the union of query and gallery embeddings. The gallery is moved to the query's device.
-    Other arguments as in :func:`retrieval_metrics`.
+    in ``num_queries_without_positives`` (if no query has one, the ranking metrics are NaN, with a warning). Ties
+    are broken by the lower gallery index. A ``k`` above ``N_gallery`` is capped (``ks_capped_to``). ``"nmi"`` (not
+    computed by default) clusters the union of query and gallery embeddings. The gallery is moved to the query's
+    device. Other arguments as in :func:`retrieval_metrics`.
     """
     q = as_embedding_tensor(query_embeddings, query_labels, name="query_embeddings")
     g = as_embedding_tensor(gallery_embeddings, gallery_labels, name="gallery_embeddings")
@@ -144,10 +164,15 @@ def query_gallery_metrics(
             f"{g.shape[1]}; both must come from the same model."
         )
     g = g.to(device=q.device, dtype=q.dtype) if (g.device != q.device or g.dtype != q.dtype) else g
-    yq, yg = as_label_array(query_labels), as_label_array(gallery_labels)
+    yq = _checked_labels(as_label_array(query_labels), "query_labels")
+    yg = _checked_labels(as_label_array(gallery_labels), "gallery_labels")
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    if metric == "cosine":
+        _check_directions(q, "query_embeddings")
+        _check_directions(g, "gallery_embeddings")
     q_codes, g_codes = encode_labels(yq, yg)
     result: dict[str, float | int] = {}
+    k_max, cap = _capped_k_max(ks, g.shape[0]) if "recall" in include else (None, None)
     if _ranking(include):
         a, b, offsets = score_operands(q, g, metric)
         stats = rank_statistics(
@@ -157,7 +182,7 @@ def query_gallery_metrics(
             torch.from_numpy(g_codes).to(q.device),
             exclude_self=False,
             offsets=offsets,
-            k_max=max(ks) if "recall" in include else None,
+            k_max=k_max,
             need_top_relevance=bool({"map@r", "r_precision"} & set(include)),
             chunk_size=chunk_size,
             max_bytes=max_bytes,
@@ -168,6 +193,8 @@ def query_gallery_metrics(
         result["nmi"] = _nmi(torch.cat([q, g]), np.concatenate([yq, yg]), metric=metric, seed=seed)
     in_gallery = np.zeros(max(int(q_codes.max()), int(g_codes.max())) + 1, dtype=bool)
     in_gallery[g_codes] = True
+    if cap is not None:
+        result["ks_capped_to"] = cap
     result["num_queries"] = int(q.shape[0])
     result["num_queries_without_positives"] = int((~in_gallery[q_codes]).sum())
     return result
@@ -175,6 +202,53 @@ def query_gallery_metrics(
 
 def _check_options(include, ks, metric, chunk_size, valid):
     return check_include(include, valid), check_ks(ks), check_metric(metric), check_chunk_size(chunk_size)
+
+
+def _checked_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    """``labels`` if none is missing (``None`` or NaN): an item without a class cannot be relevant or not."""
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels)
+    elif labels.dtype.kind == "O":
+        missing = np.array([label is None or (isinstance(label, float) and math.isnan(label)) for label in labels])
+    else:
+        return labels
+    if missing.any():
+        raise ValueError(
+            f"{name} contain {int(missing.sum())} missing value(s) (None or NaN, first at index "
+            f"{int(np.flatnonzero(missing)[0])}); every item needs a class id. Drop those items."
+        )
+    return labels
+
+
+def _check_directions(x: torch.Tensor, name: str) -> None:
+    """Refuse rows that cosine similarity cannot normalise (L2 norm below ``NORM_EPS``), as NaN rows are refused."""
+    zero = torch.linalg.vector_norm(x, dim=1) < NORM_EPS
+    count = int(zero.sum().item())
+    if count:
+        first = int(zero.nonzero()[0, 0].item())
+        raise ValueError(
+            f"{name} have {count} row(s) of zero norm (first at index {first}); a zero vector has no direction, so "
+            "its cosine similarity is undefined. Drop those rows, check the model for dead outputs, or rank by "
+            "metric='euclidean'."
+        )
+
+
+def _capped_k_max(ks: tuple[int, ...], gallery_size: int) -> tuple[int, int | None]:
+    """``(max(ks) capped at the gallery size, the cap or None)``, with one warning when a ``k`` exceeds it.
+
+    Recall@k is a hit iff a positive is among the ``k`` nearest of the ``gallery_size`` ranked items, so every
+    ``k >= gallery_size`` gives the same value: that of ``k = gallery_size``.
+    """
+    over = [k for k in ks if k > gallery_size]
+    if over:
+        warnings.warn(
+            f"ks {over} exceed the {gallery_size} gallery items each query is ranked against; they are capped at "
+            f"{gallery_size} (their recall@k equals recall@{gallery_size}: every query with a positive is a hit) and "
+            f"the result records ks_capped_to={gallery_size}. Lower ks (eval.ks) to the gallery size.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return max(1, min(max(ks), gallery_size)), (int(gallery_size) if over else None)
 
 
 def _ranking(include: tuple[str, ...]) -> bool:

@@ -3,14 +3,20 @@
 >>> config = load_config("configs/smoke_synthetic.yaml", ["optim.lr=0.01", "data.sampler.p=4"])
 
 Every key is checked: an unknown key (in the file or an override) fails with its dotted path and the closest valid
-name; a value of the wrong type fails with the expected type. Free-form mappings (``data.kwargs``,
-``model.backbone_kwargs``, ``loss.kwargs``) accept any key; the dataset, backbone or loss checks them when built.
+name; a value of the wrong type fails with the expected type; a number that is not finite (``.inf``, ``.nan``, also
+inside the free-form mappings) fails with its key before anything runs; a key written twice in one mapping (which
+YAML would resolve silently, the last one winning) fails with both line numbers. Free-form mappings
+(``data.kwargs``, ``model.backbone_kwargs``, ``loss.kwargs``) accept any key; the dataset, backbone or loss checks
+them when built. Files and override values are read with :class:`UniqueKeyLoader`, a ``yaml.SafeLoader``: no tag
+can construct a Python object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -27,6 +33,49 @@ from dml.utils.registry import did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping sets the same key twice: ``path`` (dotted), first and second ``lines`` (1-based)."""
+
+    def __init__(self, path: str, lines: tuple[int, int]) -> None:
+        super().__init__(f"key {path!r} appears twice, on lines {lines[0]} and {lines[1]}")
+        self.path, self.lines = path, lines
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that raises :class:`DuplicateKeyError` for a key repeated within one mapping.
+
+    PyYAML keeps the last of two equal keys without a word, so ``lr: 0.1 ... lr: 0.5`` trains with 0.5. Keys that a
+    merge (``<<: *base``) brings in may be overridden: only keys written in the mapping itself are compared.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._check_unique_keys(node, "", set())
+        return super().construct_document(node)
+
+    def _check_unique_keys(self, node: yaml.Node, path: str, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias to a node already checked (or a recursive structure)
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_unique_keys(item, f"{path}[{i}]", seen)
+        if not isinstance(node, yaml.MappingNode):
+            return
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                self._check_unique_keys(value_node, path, seen)
+                continue
+            key = self.construct_object(key_node)
+            dotted = f"{path}.{key}" if path else str(key)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                raise DuplicateKeyError(dotted, (lines[key], line))
+            lines[key] = line
+            self._check_unique_keys(value_node, dotted, seen)
 
 
 @dataclass
@@ -206,11 +255,21 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"Config file {str(path)!r} is a folder; pass a YAML file (examples are in configs/).")
         if not path.is_file():
             raise ConfigError(f"Config file {str(path)!r} does not exist; check the path (examples are in configs/).")
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             try:
-                loaded = yaml.safe_load(handle)
+                loaded = yaml.load(handle, Loader=UniqueKeyLoader)
+            except UnicodeDecodeError as err:
+                raise ConfigError(
+                    f"Config file {str(path)!r} is not UTF-8 text (byte {err.start}: {err.reason}); is it a YAML file?"
+                ) from None
+            except DuplicateKeyError as err:
+                raise ConfigError(
+                    f"Config file {str(path)!r}: {err} (YAML would keep only the last); delete one of them."
+                ) from err
             except yaml.YAMLError as err:
                 raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {err}") from err
         if loaded is None:
@@ -238,7 +297,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             f"Override {override!r} has an empty key part; write it as key.sub=value, e.g. optim.lr=0.01."
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else ""
+    except DuplicateKeyError as err:
+        raise ConfigError(f"Override {override!r}: the value sets {err.path!r} twice; keep one.") from err
     except yaml.YAMLError as err:
         raise ConfigError(f"Override {override!r}: the value {raw!r} is not valid YAML ({err}).") from err
     _check_path(parts)
@@ -319,8 +380,10 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
             return {}
         if not isinstance(value, dict):
             _type_error(dotted, "a mapping", value)
+        _check_finite(value, dotted)
         return dict(value)
     if tp is Any:
+        _check_finite(value, dotted)
         return value
     if tp is bool:
         if not isinstance(value, bool):
@@ -332,18 +395,36 @@ def _coerce(tp: Any, value: Any, dotted: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str):
-            try:
-                return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _type_error(dotted, "a number", value)
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond the float range
+            value = math.inf if value > 0 else -math.inf
+        _check_finite(value, dotted)
+        return value
     if tp is str:
         if not isinstance(value, str):
             _type_error(dotted, "a string", value)
         return value
     raise TypeError(f"Config schema error: unsupported annotation {tp!r} for {dotted!r}.")
+
+
+def _check_finite(value: Any, dotted: str) -> None:
+    """``ConfigError`` naming the key of the first infinite or NaN float in ``value`` (nested mappings and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"Config key {dotted!r} must be a finite number; got {value}. Fix the value in the YAML file or the "
+            "--set override (.inf and .nan are YAML's infinity and not-a-number)."
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{dotted}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{dotted}[{i}]")
 
 
 def _name(tp: Any) -> str:

@@ -104,6 +104,8 @@ def as_embedding_tensor(embeddings: Any, labels: Any, *, name: str = "embeddings
     check_embeddings_and_labels(embeddings, labels, name=name)
     if embeddings.shape[0] == 0:
         raise ValueError(f"{name} are empty (0 rows); there is nothing to evaluate.")
+    if embeddings.shape[1] == 0:
+        raise ValueError(f"{name} have 0 dimensions (shape {tuple(embeddings.shape)}); pass (N, D) embeddings, D >= 1.")
     x = embeddings.detach() if isinstance(embeddings, torch.Tensor) else torch.from_numpy(np.asarray(embeddings))
     if x.dtype != torch.float64:
         x = x.to(torch.float32)

@@ -239,6 +239,38 @@ def test_damaged_or_foreign_caches_are_rejected(tmp_path: Path) -> None:
         dml.data.build("cached", split="train")
 
 
+@pytest.mark.parametrize(
+    "damage",
+    ["manifest-not-json", "manifest-a-list", "labels-missing", "labels-not-npy", "images-truncated", "extras-gone"],
+)
+def test_damaged_cache_files_are_one_line_errors_and_build_cache_rebuilds_them(tmp_path: Path, damage: str) -> None:
+    """A cache damaged on disk (a copy interrupted, a file deleted) used to raise json, numpy or mmap errors naming
+    no cache; now StaleCacheError says which cache and how to rebuild it, and build_cache rebuilds it itself."""
+    from tests.fixtures.benchmarks import make_inshop
+
+    make_inshop(tmp_path / "inshop")  # In-Shop: its cache has extras.npz (is_query)
+    options = dict(split="test", size=16, root=tmp_path, workers=0, progress=False)
+    folder = build_cache("inshop", **options)
+    before = np.load(folder / "images.npy").copy()
+    path, change = {
+        "manifest-not-json": ("manifest.json", b"{not json"),
+        "manifest-a-list": ("manifest.json", b"[1, 2]"),
+        "labels-missing": ("labels.npy", None),
+        "labels-not-npy": ("labels.npy", b"garbage"),
+        "images-truncated": ("images.npy", (folder / "images.npy").read_bytes()[:200]),
+        "extras-gone": ("extras.npz", None),
+    }[damage]
+    if change is None:
+        (folder / path).unlink()
+    else:
+        (folder / path).write_bytes(change)
+    with pytest.raises(StaleCacheError, match=rf"The cache at {folder} is damaged.*(rebuild|build the cache again)"):
+        dml.data.build("cached", split="test", root=tmp_path, source="inshop", size=16)
+    assert build_cache("inshop", **options) == folder
+    rebuilt = dml.data.build("cached", split="test", root=tmp_path, source="inshop", size=16)
+    assert np.array_equal(rebuilt.images, before) and rebuilt.is_query.any()
+
+
 def test_benchmark_loaders_bbox_crops_and_per_image_arrays(tmp_path: Path) -> None:
     from tests.fixtures.benchmarks import make_cub, make_inshop
 

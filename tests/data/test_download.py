@@ -5,9 +5,11 @@ requests and can drop the connection part-way, as a flaky network would. No test
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import io
+import os
 import socket
 import tarfile
 import threading
@@ -20,7 +22,7 @@ import pytest
 import dml.data
 from dml.cli import MANUAL_DOWNLOAD, main
 from dml.data import catalog
-from dml.data.downloader import ChecksumError, DownloadError, fetch, install_archive
+from dml.data.downloader import ChecksumError, DownloadError, LocalWriteError, fetch, install_archive
 from dml.data.extract import UnsafeArchiveError, safe_extract
 from tests.fixtures.benchmarks import make_cub_archive, make_sop
 
@@ -140,6 +142,76 @@ def test_checksum_mismatch_is_refused_and_nothing_is_kept(server, tmp_path):
 def test_http_errors_are_reported(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
         fetch(f"{server.url}/absent.bin", tmp_path / "absent.bin", md5="0" * 32, progress=False)
+
+
+class _FullDisk:
+    """A file that holds ``capacity`` bytes, as on a nearly full disk: the write that crosses the limit stores what
+    fits, then fails with ``OSError(ENOSPC)``."""
+
+    def __init__(self, handle, capacity: int) -> None:
+        self.handle, self.room = handle, capacity
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self.room:
+            self.handle.write(data[: self.room])
+            self.room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.handle.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.close()
+
+
+def _open_on_a_full_disk(capacity: int):
+    """A replacement for ``open`` that hands out :class:`_FullDisk` files for writing."""
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        handle = open(path, mode, *args, **kwargs)  # noqa: SIM115 (closed by _FullDisk or the caller)
+        return _FullDisk(handle, capacity) if any(c in mode for c in "wa") else handle
+
+    return fake_open
+
+
+def test_full_disk_stops_at_once_keeps_the_bytes_and_the_next_run_resumes(server, tmp_path, monkeypatch):
+    """ENOSPC is not a dropped connection: no retry, no back-off, no advice to run again unchanged."""
+    server.files["/blob.bin"] = PAYLOAD
+    waits = []
+    monkeypatch.setattr("dml.data.downloader.time.sleep", waits.append)
+    monkeypatch.setattr("dml.data.downloader.open", _open_on_a_full_disk(100_000), raising=False)
+    target = tmp_path / "blob.bin"
+    with pytest.raises(LocalWriteError, match=r"the disk is full .*Free space.*--root DIR") as info:
+        fetch(f"{server.url}/blob.bin", target, md5=md5(PAYLOAD), retries=3, progress=False, chunk_size=16384)
+    assert info.value.errno == errno.ENOSPC and "100,000 bytes fetched so far stay in" in str(info.value)
+    assert "run the same command again" not in str(info.value).lower() and "\n" not in str(info.value)
+    assert len(server.requests) == 1 and waits == []  # stopped at the first failure
+    part = tmp_path / "blob.bin.part"
+    assert part.read_bytes() == PAYLOAD[:100_000]  # exactly what the disk took
+    monkeypatch.undo()
+    fetch(f"{server.url}/blob.bin", target, md5=md5(PAYLOAD), retries=0, progress=False)
+    assert target.read_bytes() == PAYLOAD and server.requests[-1] == ("/blob.bin", "bytes=100000-")
+
+
+@pytest.mark.parametrize("code,message", [(errno.EROFS, "read-only"), (errno.EACCES, "permission denied")])
+def test_read_only_or_forbidden_target_stops_at_once(server, tmp_path, monkeypatch, code, message):
+    server.files["/blob.bin"] = PAYLOAD
+    waits = []
+    monkeypatch.setattr("dml.data.downloader.time.sleep", waits.append)
+
+    def refuse(path, mode="r", *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr("dml.data.downloader.open", refuse, raising=False)
+    with pytest.raises(LocalWriteError, match=rf"Cannot write .*blob.bin.part: [a-z ]*{message}\. .*--root DIR"):
+        fetch(f"{server.url}/blob.bin", tmp_path / "blob.bin", md5=md5(PAYLOAD), retries=3, progress=False)
+    assert len(server.requests) == 1 and waits == []
 
 
 # ---- extraction ---------------------------------------------------------------------------------------------
@@ -270,6 +342,50 @@ def test_download_refuses_a_non_empty_incomplete_folder(local_cub, tmp_path, cap
     (root / "notes.txt").write_text("mine")
     assert main(["data", "download", "cub200", "--root", str(root), "--no-progress"]) == 1
     assert "is not empty" in capsys.readouterr().err and (root / "notes.txt").read_text() == "mine"
+
+
+def test_download_to_a_full_disk_exits_1_with_one_line_and_installs_nothing(local_cub, server, tmp_path, capsys,
+                                                                            monkeypatch):
+    waits = []
+    monkeypatch.setattr("dml.data.downloader.time.sleep", waits.append)
+    monkeypatch.setattr("dml.data.downloader.open", _open_on_a_full_disk(1000), raising=False)
+    root = tmp_path / "data" / "cub200"
+    assert main(["data", "download", "cub200", "--root", str(root), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dml data download: error: Cannot write ") and err.count("\n") == 1, err
+    assert "the disk is full" in err and "--root DIR" in err and "Traceback" not in err
+    assert len(server.requests) == 1 and waits == [] and not root.exists()
+
+
+def test_a_file_in_the_way_of_the_root_is_named(local_cub, server, tmp_path, capsys):
+    (tmp_path / "data").write_text("not a folder")
+    assert main(["data", "download", "cub200", "--root", str(tmp_path / "data" / "cub200"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'data'} is a file, not a folder" in err and "--root DIR" in err and err.count("\n") == 1
+    assert server.requests == []
+
+
+def test_disk_full_during_extraction_exits_1_keeps_the_archive_and_the_next_run_unpacks_it(
+    local_cub, server, tmp_path, capsys
+):
+    """The archive downloads and verifies, then the disk fills up while it is unpacked (tarfile's file writes)."""
+    import tarfile
+
+    tree, data = local_cub
+    root = tmp_path / "data" / "cub200"
+    with pytest.MonkeyPatch.context() as full:
+        full.setattr(tarfile, "bltn_open", _open_on_a_full_disk(500))
+        assert main(["data", "download", "cub200", "--root", str(root), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dml data download: error: Unpacking ") and err.count("\n") == 1, err
+    assert "the disk is full" in err and "--root DIR" in err and "Traceback" not in err
+    assert "partly extracted files were removed" in err and "unpacks to" in err
+    archive = tmp_path / "data" / ".cub200.CUB_200_2011.tgz"
+    assert str(archive) in err and archive.read_bytes() == data  # the verified archive is kept
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [archive.name]  # no staging, no dataset
+    assert main(["data", "download", "cub200", "--root", str(root), "--no-progress"]) == 0
+    assert len(server.requests) == 1  # unpacked from the kept archive, not downloaded again
+    assert dml.data.check("cub200", root, expected=tree.expected).ok
 
 
 def test_manual_datasets_print_instructions_and_exit_3(tmp_path, capsys):

@@ -416,6 +416,79 @@ def test_errors():
         )
 
 
+def test_query_gallery_without_any_positive_gives_nan_with_the_count(route):
+    """No query label occurs in the gallery: NaN ranking metrics and the count, as in self-retrieval."""
+    if route == "tiles":
+        pytest.skip("the tiles route is for self-retrieval")
+    rng = np.random.default_rng(3)
+    q, g = rng.standard_normal((5, 4)), rng.standard_normal((6, 4))
+    for include in (RANKING, ("recall",), ("map@r",)):
+        with pytest.warns(RuntimeWarning, match="No query has a relevant"):
+            got = query_gallery_metrics(q, [1, 2, 3, 4, 5], g, [7, 7, 8, 8, 9, 9], ks=(1, 2), include=include)
+        ranked = [key for key in got if key.startswith(("recall@", "map@r", "r_precision"))]
+        assert ranked and all(math.isnan(got[key]) for key in ranked), got
+        assert got["num_queries"] == got["num_queries_without_positives"] == 5
+
+
+@pytest.mark.parametrize("where", ["query", "gallery", "self"])
+def test_zero_norm_embedding_is_refused_under_cosine(where):
+    """A zero vector has no direction: cosine retrieval refuses it (as NaN rows are refused); euclidean does not."""
+    rng = np.random.default_rng(4)
+    q, g = rng.standard_normal((6, 3)), rng.standard_normal((8, 3))
+    yq, yg = np.arange(6) % 3, np.arange(8) % 3
+    (g if where == "gallery" else q)[2] = 0.0
+    name = "gallery_embeddings" if where == "gallery" else ("embeddings" if where == "self" else "query_embeddings")
+    for include in (RANKING, ("nmi",)):
+        with pytest.raises(ValueError, match=rf"{name} have 1 row.* zero norm \(first at index 2\).*euclidean"):
+            if where == "self":
+                retrieval_metrics(q, yq, include=include)
+            else:
+                query_gallery_metrics(q, yq, g, yg, ks=(1,), include=include)
+    if where == "self":
+        assert retrieval_metrics(q, yq, ks=(1,), metric="euclidean", include=RANKING)["num_queries"] == 6
+    else:
+        assert query_gallery_metrics(q, yq, g, yg, ks=(1,), metric="euclidean")["num_queries"] == 6
+
+
+def test_missing_labels_empty_dimensions_and_malformed_ks_are_refused():
+    """Each used to end in an unrelated message: sklearn's "Input contains NaN", numpy's "'<' not supported", a
+    ZeroDivisionError, "'bool' object is not iterable"."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4))
+    with pytest.raises(ValueError, match=r"labels contain 3 missing value\(s\) \(None or NaN, first at index 0\)"):
+        retrieval_metrics(x, [np.nan] * 3 + [1.0] * 3, ks=(1,))
+    with pytest.raises(ValueError, match=r"gallery_labels contain 1 missing value\(s\).*index 2"):
+        query_gallery_metrics(x, [1, 1, 2, 2, 3, 3], x, np.array([1, 1, None, 2, 3, 3], dtype=object), ks=(1,))
+    with pytest.raises(ValueError, match=r"embeddings have 0 dimensions \(shape \(6, 0\)\)"):
+        retrieval_metrics(np.zeros((6, 0)), [1, 1, 2, 2, 3, 3], ks=(1,), metric="euclidean")
+    for ks in (True, 1.0, "1", None):
+        with pytest.raises(ValueError, match=r"ks must be an integer >= 1 or a sequence of them"):
+            retrieval_metrics(x, [1, 1, 2, 2, 3, 3], ks=ks)
+
+
+def test_ks_larger_than_the_gallery_warn_once_are_capped_and_recorded(route):
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((12, 3)), rng.integers(0, 3, 12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = retrieval_metrics(x, y, ks=(1, 11, 50, 100), include=RANKING)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "[50, 100]" in messages[0] and "11 gallery items" in messages[0], messages
+    assert got["ks_capped_to"] == 11 and got["recall@50"] == got["recall@100"] == got["recall@11"] == 1.0
+    assert_same(got, reference_metrics(x, y, ks=(1, 11, 50, 100)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        within = retrieval_metrics(x, y, ks=(1, 11), include=RANKING)
+    assert "ks_capped_to" not in within
+    if route != "tiles":
+        q, g = rng.standard_normal((7, 3)), rng.standard_normal((9, 3))
+        yq, yg = rng.integers(0, 3, 7), np.arange(9) % 3
+        with pytest.warns(RuntimeWarning, match=r"\[10, 20\] exceed the 9 gallery items"):
+            qg = query_gallery_metrics(q, yq, g, yg, ks=(1, 9, 10, 20))
+        assert qg["ks_capped_to"] == 9
+        assert_same(qg, reference_metrics(q, yq, g, yg, ks=(1, 9, 10, 20)))
+
+
 def test_ks_int_and_duplicates_accepted():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((20, 3)), rng.integers(0, 4, 20)

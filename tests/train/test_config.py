@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dml.train import Config, ConfigError, dump, from_dict, load_config, preflight, to_dict
+from dml.train.config import UniqueKeyLoader
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -110,6 +112,12 @@ def test_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "seed: [1, 2\n"))
     assert load_config(_write(tmp_path, "")) == Config()
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 6"):
+        load_config(binary)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
 
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
@@ -140,3 +148,47 @@ def test_example_configs_load_and_pass_preflight(name: str) -> None:
 def test_preflight_checks_registry_names(override: str, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         preflight(load_config(None, [override]))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("optim.lr=.inf", "optim.lr"),
+        ("optim.lr=inf", "optim.lr"),
+        ("optim.lr=.nan", "optim.lr"),
+        ("optim.gamma=-.inf", "optim.gamma"),
+        ("data.augment.flip=.nan", "data.augment.flip"),
+        ("loss.kwargs={margin: .inf}", "loss.kwargs.margin"),
+        ("data.kwargs.weights=[1.0, .nan]", "data.kwargs.weights[1]"),
+        ("optim.lr=1e400", "optim.lr"),
+        (f"optim.lr={10**400}", "optim.lr"),
+    ],
+)
+def test_non_finite_numbers_are_refused_up_front_naming_the_key(override: str, key: str) -> None:
+    """An infinite learning rate used to surface an epoch later as "embeddings contain NaN"."""
+    with pytest.raises(ConfigError, match=rf"Config key '{re.escape(key)}' must be a finite number; got -?(inf|nan)"):
+        load_config(None, [override])
+
+
+def test_non_finite_numbers_in_a_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'optim.weight_decay' must be a finite number; got nan"):
+        load_config(_write(tmp_path, "optim:\n  lr: 0.1\n  weight_decay: .NaN\n"))
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_key_and_both_lines(tmp_path: Path) -> None:
+    text = "seed: 1\noptim:\n  lr: 0.1\n  momentum: 0.9\n  lr: 0.5\ndata: {name: synthetic}\n"
+    with pytest.raises(ConfigError, match=r"key 'optim.lr' appears twice, on lines 3 and 5"):
+        load_config(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"key 'seed' appears twice, on lines 1 and 3"):
+        load_config(_write(tmp_path, "seed: 1\ndata: {name: synthetic}\nseed: 2\n"))
+    with pytest.raises(ConfigError, match=r"key 'data.augment.size' appears twice, on lines 2 and 2"):
+        load_config(_write(tmp_path, "data:\n  augment: {size: 32, flip: 0.5, size: 64}\n"))
+    with pytest.raises(ConfigError, match=r"Override 'loss.kwargs=\{margin: 0.1, margin: 0.2\}'.*'margin' twice"):
+        load_config(None, ["loss.kwargs={margin: 0.1, margin: 0.2}"])
+    # Merge keys override the merged mapping on purpose: not a duplicate. Safe loading still refuses tags.
+    merged = "base: &b {lr: 0.1, gamma: 0.5}\n"
+    loaded = yaml.load(merged + "optim: {<<: *b, lr: 0.2}\n", Loader=UniqueKeyLoader)
+    assert loaded["optim"] == {"lr": 0.2, "gamma": 0.5}
+    with pytest.raises(yaml.YAMLError):
+        yaml.load("seed: !!python/object/apply:os.system ['echo hacked']\n", Loader=UniqueKeyLoader)
+    assert issubclass(UniqueKeyLoader, yaml.SafeLoader)
