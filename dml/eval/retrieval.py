@@ -17,6 +17,18 @@ excluded from **all** ranking metrics, as PML's AccuracyCalculator does with "lo
 ``num_queries_without_positives``; they still serve as gallery items for the other queries. If no query has a
 positive, the ranking metrics are NaN.
 
+``lone_queries="miss"`` computes ``recall@k`` as the code released with Xuan et al. (ECCV 2020, WACV 2020) does
+(``recall`` and ``recall2`` in ``_code/Utils.py`` of github.com/littleredxh/HardNegative, commit f5f392377fd0, and
+of github.com/littleredxh/EasyPositiveHardNegative, commit 22c3d58d56b9): the hits are divided by **all** ``N``
+queries, so a query without a positive counts as a miss,
+
+``recall@k (miss) = (1/N) Σ_q [q's first positive ranks <= k]
+= recall@k · (1 - num_queries_without_positives / N)``.
+
+The two agree when every query has a positive (CUB, Cars196, SOP: no singleton test class); they differ for
+In-Shop queries whose item has no gallery image and for any split with single-image classes. ``map@r`` and
+``r_precision`` always average over the queries with a positive.
+
 Ranking: gallery items are ordered by (−score, gallery index), ties going to the lower index, and the query is
 excluded from its own ranking by index; see :mod:`dml.eval.ranking`. The computation is exact and never builds the
 N×N matrix: self-retrieval multiplies class-aligned tiles of about ``sqrt(max_bytes / 8)`` items (5,792 for the
@@ -48,9 +60,13 @@ from dml.eval.inputs import (
     score_operands,
 )
 from dml.eval.ranking import DEFAULT_MAX_BYTES, RankStatistics, rank_statistics
+from dml.utils.checks import check_choice
 
 #: Metric names accepted by ``include``.
 METRIC_NAMES = ("recall", "map@r", "r_precision", "nmi")
+
+#: How ``recall@k`` treats queries without a positive: left out, or counted as misses (the released code).
+LONE_QUERIES = ("exclude", "miss")
 
 
 def retrieval_metrics(
@@ -63,6 +79,7 @@ def retrieval_metrics(
     chunk_size: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
     """Self-retrieval metrics (CUB, Cars196, SOP protocol): every item queries all the others.
 
@@ -78,6 +95,9 @@ def retrieval_metrics(
             scores are within float rounding of each other.
         seed: k-means seed for NMI.
         max_bytes: Memory budget of one tile or chunk (its score matrix and temporaries); 256 MiB by default.
+        lone_queries: ``"exclude"`` (default): ``recall@k`` averages over the queries with a positive; ``"miss"``:
+            over all queries, a query without a positive counting as a miss (the released code of Xuan et al.;
+            module docstring).
 
     Returns:
         ``{"recall@k": ..., "map@r": ..., "r_precision": ..., "nmi": ..., "num_queries": N,
@@ -89,6 +109,7 @@ def retrieval_metrics(
     x = as_embedding_tensor(embeddings, labels)
     y = as_label_array(labels)
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     (codes,) = encode_labels(y)
     result: dict[str, float | int] = {}
     if _ranking(include):
@@ -107,7 +128,7 @@ def retrieval_metrics(
             max_bytes=max_bytes,
         )
         del a, b, offsets
-        result.update(_summarise(stats, include, ks))
+        result.update(_summarise(stats, include, ks, lone_queries))
     if "nmi" in include:
         result["nmi"] = _nmi(x, y, metric=metric, seed=seed)
     result["num_queries"] = int(x.shape[0])
@@ -127,6 +148,7 @@ def query_gallery_metrics(
     chunk_size: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
     """Query/gallery retrieval metrics (In-Shop protocol): queries are ranked against a separate gallery.
 
@@ -134,7 +156,7 @@ def query_gallery_metrics(
     items with the query's label, and queries with no such item are excluded from the ranking metrics and counted
     in ``num_queries_without_positives``. Ties are broken by the lower gallery index. ``"nmi"`` (not computed by
     default) clusters the union of query and gallery embeddings. The gallery is moved to the query's device.
-    Other arguments as in :func:`retrieval_metrics`.
+    Other arguments (``lone_queries`` included) as in :func:`retrieval_metrics`.
     """
     q = as_embedding_tensor(query_embeddings, query_labels, name="query_embeddings")
     g = as_embedding_tensor(gallery_embeddings, gallery_labels, name="gallery_embeddings")
@@ -146,6 +168,7 @@ def query_gallery_metrics(
     g = g.to(device=q.device, dtype=q.dtype) if (g.device != q.device or g.dtype != q.dtype) else g
     yq, yg = as_label_array(query_labels), as_label_array(gallery_labels)
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     q_codes, g_codes = encode_labels(yq, yg)
     result: dict[str, float | int] = {}
     if _ranking(include):
@@ -163,7 +186,7 @@ def query_gallery_metrics(
             max_bytes=max_bytes,
         )
         del a, b, offsets
-        result.update(_summarise(stats, include, ks))
+        result.update(_summarise(stats, include, ks, lone_queries))
     if "nmi" in include:
         result["nmi"] = _nmi(torch.cat([q, g]), np.concatenate([yq, yg]), metric=metric, seed=seed)
     in_gallery = np.zeros(max(int(q_codes.max()), int(g_codes.max())) + 1, dtype=bool)
@@ -181,8 +204,11 @@ def _ranking(include: tuple[str, ...]) -> bool:
     return bool({"recall", "map@r", "r_precision"} & set(include))
 
 
-def _summarise(stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, ...]) -> dict[str, float]:
-    """Average the per-query statistics over the queries that have a positive."""
+def _summarise(
+    stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, ...], lone_queries: str = "exclude"
+) -> dict[str, float]:
+    """Average the per-query statistics over the queries that have a positive (``recall@k`` over all queries
+    with ``lone_queries="miss"``)."""
     valid = stats.num_positives > 0
     n_valid = int(valid.sum().item())
     if n_valid == 0:
@@ -199,7 +225,11 @@ def _summarise(stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, .
 
     if "recall" in include:
         for k in ks:
-            out[f"recall@{k}"] = mean(stats.first_rank < k)
+            hits = stats.first_rank < k
+            if lone_queries == "miss":
+                out[f"recall@{k}"] = float(hits[valid].double().sum().item()) / max(len(valid), 1)
+            else:
+                out[f"recall@{k}"] = mean(hits)
     if stats.top_relevance is not None:
         rel = stats.top_relevance.double()
         r = stats.num_positives.clamp_min(1).double()
