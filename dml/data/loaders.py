@@ -195,7 +195,7 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
                                                      device=device)
     s = d.sampler
     sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
-                                 seed=seed, rank=rank, world_size=world_size)
+                        batching=s.batching, seed=seed, rank=rank, world_size=world_size)
     sampler.set_epoch(1)
     if len(sampler) == 0:
         raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "

@@ -1,25 +1,46 @@
 """P×K batches: P classes, K images of each, the batch layout that pair- and triplet-based losses need.
 
 A random batch from a dataset with hundreds of classes rarely holds two images of one class, so most anchors have
-no positive. :class:`PKSampler` builds every batch from exactly ``p`` distinct classes with ``k`` images each,
-laid out class by class: ``[c1 × k, c2 × k, …]``. Two variants follow the code released with
-Xuan et al., "Hard negative examples are hard, but useful" (ECCV 2020) and "Improved embeddings with easy positive
-triplet mining" (WACV 2020), GitHub littleredxh/HardNegative and littleredxh/EasyPositiveHardNegative, ``_code/``:
+no positive. :class:`PKSampler` builds every batch from ``p`` classes with ``k`` images each, laid out class by
+class: ``[c1 × k, c2 × k, …]``. Its two variants are modelled on the samplers released with Xuan et al., "Hard
+negative examples are hard, but useful" (ECCV 2020) and "Improved embeddings with easy positive triplet mining"
+(WACV 2020): ``_code/Sampler.py`` of github.com/littleredxh/HardNegative (commit f5f392377fd0) and
+github.com/littleredxh/EasyPositiveHardNegative (commit 22c3d58d56b9), whose training loops (``exp_*/main.py``,
+``main.py``) cut the sampler's index stream into ``DataLoader`` batches of ``B = p k``.
 
 ``"filled"`` (``BalanceSampler_filled``; CUB-200, Cars196: few classes, many images each)
-    Every class is brought to a common length ``len_max`` (default: the largest class size rounded up to a multiple
-    of ``k``): smaller classes are padded by resampling *with replacement*, then shuffled, so a padded image can
-    appear twice in one epoch and occasionally twice in one group of ``k``; larger classes are subsampled. Round
-    ``r`` (of ``len_max / k``) shuffles the classes and cuts them into batches of ``p``, each class contributing its
-    ``r``-th group of ``k``. When the number of classes is not a multiple of ``p`` the trailing partial batch of
-    each round is dropped; a different set of classes is dropped each round because the order is reshuffled.
+    Every class is brought to a common length ``len_max``: smaller classes are padded by resampling *with
+    replacement*, then shuffled, so a padded image can appear twice in one epoch and, for a class smaller than
+    ``k``, twice in one group of ``k``; larger classes are subsampled. Each class then holds ``len_max / k``
+    groups of ``k``; round ``r`` takes every class's ``r``-th group.
 
 ``"sample-repeat"`` (``BalanceSampler_sample``; SOP, In-Shop, Hotels-50K: many classes, few images each)
-    Each of ``repeat`` passes draws one group of ``k`` random images per class, shuffles the class order and cuts it
-    into batches of ``p`` (trailing partial batch dropped). A class with fewer than ``k`` images is padded by
-    sampling with replacement, so every group has exactly ``k`` entries. The released code instead takes all of a
-    small class's images, which breaks the ``k``-alignment of the following classes; the padding here keeps the
-    invariant at the price of duplicate positives for singleton classes.
+    Each of ``repeat`` passes draws one group of ``k`` random images per class (a round). A class with fewer than
+    ``k`` images is padded by sampling with replacement, so every group has exactly ``k`` entries. The released
+    code instead takes all of a small class's images, which breaks the ``k``-alignment of the following classes;
+    the padding here keeps the invariant at the price of duplicate positives (``PKSampler`` warns once when a class
+    has fewer than ``k`` images).
+
+How the rounds become batches (``batching``):
+
+``"per-round"`` (default)
+    Every round shuffles the class order anew and is cut into batches of ``p`` classes; each round's trailing
+    partial batch (``C mod p`` classes) is dropped, so an epoch has ``rounds × ⌊C / p⌋`` batches and no batch ever
+    holds a class twice. ``len_max`` defaults to the largest class size rounded up to a multiple of ``k``.
+``"released"`` (the released code's epoch)
+    The rounds are concatenated into one stream and cut into batches of ``p`` classes straight through, dropping
+    only the final partial batch (``exp_*/main.py`` of the SCT release skips a batch shorter than ``B``):
+    ``⌊rounds × C / p⌋`` batches. ``"filled"`` shuffles the class order **once** per epoch and keeps it in every
+    round (so a batch that straddles two rounds still holds ``p`` distinct classes), and its default ``len_max``
+    follows the release: the largest class size rounded to a multiple of ``k``, *down* when the remainder is below
+    ``int(0.3 k)``, else up. ``"sample-repeat"`` shuffles each pass's class order and cuts across the passes, so a
+    batch straddling two passes can hold two groups of one class, as in the release.
+
+At the released SCT settings (``B = 128``, ``k = 2``) a CUB-like training split (100 classes of at most 60 images)
+gives 46 batches per epoch with ``"released"`` and 30 with ``"per-round"``; at 2,000 classes, ``B = 512``,
+``k = 2`` and ``repeat = 5``, 39 and 35. Two release details are not reproduced: the EPHN release
+(EasyPositiveHardNegative ``main.py``) also trains on the final partial batch, and ``"filled"`` with ``repeat > 1``
+(unused by the releases) is refused here.
 
 Determinism: the batches depend only on ``(seed, epoch)``. Call :meth:`PKSampler.set_epoch` before each epoch, as
 with ``DistributedSampler``; without it every epoch repeats the same batches.
@@ -30,6 +51,7 @@ across GPUs (a loss computed per rank would otherwise see anchors without positi
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator, Literal, Sequence
 
 import numpy as np
@@ -38,6 +60,8 @@ from dml.utils.checks import check_choice
 
 Variant = Literal["filled", "sample-repeat"]
 VARIANTS = ("filled", "sample-repeat")
+Batching = Literal["per-round", "released"]
+BATCHINGS = ("per-round", "released")
 
 
 class PKSampler(Sampler[list[int]]):
@@ -52,20 +76,23 @@ class PKSampler(Sampler[list[int]]):
         variant: ``"filled"`` or ``"sample-repeat"`` (see the module docstring).
         repeat: Passes over the classes per epoch for ``"sample-repeat"``; must be 1 for ``"filled"``.
         len_max: ``"filled"`` only: images per class per epoch (a multiple of ``k``); default the largest class
-            size rounded up to a multiple of ``k``.
+            size rounded to a multiple of ``k`` (up, or as the release rounds with ``batching="released"``).
+        batching: ``"per-round"`` (reshuffle and cut every round) or ``"released"`` (the released code's epoch:
+            one stream of rounds cut straight through); see the module docstring.
         seed: Base seed; batches are a function of ``(seed, epoch)``.
         rank: This process's rank in ``[0, world_size)``.
         world_size: Number of processes sharing each global batch.
     """
 
     def __init__(self, labels: Sequence[int] | np.ndarray, *, p: int, k: int, variant: Variant = "filled",
-                 repeat: int = 1, len_max: int | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 repeat: int = 1, len_max: int | None = None, batching: Batching = "per-round", seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must be a non-empty 1-D integer array; got shape {labels.shape}, dtype "
                              f"{labels.dtype}. Pass dataset.labels.")
         check_choice(variant, VARIANTS, name="variant")
+        check_choice(batching, BATCHINGS, name="batching")
         if p < 1 or k < 1:
             raise ValueError(f"p and k must be positive; got p={p}, k={k}.")
         classes, inverse = np.unique(labels, return_inverse=True)
@@ -83,12 +110,14 @@ class PKSampler(Sampler[list[int]]):
                              f"Choose p divisible by {world_size}, e.g. p={max(world_size, p - p % world_size)}.")
         order = np.argsort(inverse, kind="stable")
         self.class_indices = np.split(order, np.cumsum(np.bincount(inverse))[:-1])
-        largest = max(len(c) for c in self.class_indices)
+        sizes = np.array([len(c) for c in self.class_indices])
         if len_max is None:
-            len_max = -(-largest // k) * k
+            len_max = _released_len_max(int(sizes.max()), k) if batching == "released" else -(-sizes.max() // k) * k
         if variant == "filled" and (len_max < k or len_max % k):
             raise ValueError(f"len_max={len_max} must be a positive multiple of k={k}.")
-        self.p, self.k, self.variant, self.repeat, self.len_max = p, k, variant, repeat, len_max
+        _warn_small_classes(sizes, classes, k)
+        self.p, self.k, self.variant, self.repeat, self.len_max = p, k, variant, repeat, int(len_max)
+        self.batching = batching
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -96,24 +125,32 @@ class PKSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        batches_per_pass = len(self.class_indices) // self.p
-        passes = self.len_max // self.k if self.variant == "filled" else self.repeat
-        return passes * batches_per_pass
+        rounds = self.len_max // self.k if self.variant == "filled" else self.repeat
+        if self.batching == "released":
+            return rounds * len(self.class_indices) // self.p
+        return rounds * (len(self.class_indices) // self.p)
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        groups = self._filled(rng) if self.variant == "filled" else self._sample_repeat(rng)
+        if self.batching == "released":
+            groups = self._released_filled(rng) if self.variant == "filled" else self._released_sample_repeat(rng)
+        else:
+            groups = self._filled(rng) if self.variant == "filled" else self._sample_repeat(rng)
         share = self.p * self.k // self.world_size
         for batch in groups:
             yield batch[self.rank * share:(self.rank + 1) * share].tolist()
 
     def _batches(self, rng: np.random.Generator, group_of: np.ndarray) -> Iterator[np.ndarray]:
         """Shuffle classes, cut into batches of ``p``; ``group_of[c]`` holds class ``c``'s ``k`` indices."""
-        perm = rng.permutation(len(group_of))
-        for start in range(0, len(perm) - self.p + 1, self.p):
-            yield group_of[perm[start:start + self.p]].reshape(-1)
+        yield from self._cut(group_of[rng.permutation(len(group_of))])
 
-    def _filled(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    def _cut(self, groups: np.ndarray) -> Iterator[np.ndarray]:
+        """Consecutive runs of ``p`` groups of ``k`` (a trailing partial run is dropped), each flattened."""
+        for start in range(0, len(groups) - self.p + 1, self.p):
+            yield groups[start:start + self.p].reshape(-1)
+
+    def _table(self, rng: np.random.Generator) -> np.ndarray:
+        """``(C, len_max / k, k)``: every class padded (with replacement) or subsampled to ``len_max``, shuffled."""
         rows = []
         for members in self.class_indices:
             if len(members) >= self.len_max:
@@ -121,16 +158,52 @@ class PKSampler(Sampler[list[int]]):
             else:
                 extra = rng.choice(members, self.len_max - len(members), replace=True)
                 rows.append(rng.permutation(np.concatenate([members, extra])))
-        table = np.stack(rows).reshape(len(rows), self.len_max // self.k, self.k)
+        return np.stack(rows).reshape(len(rows), self.len_max // self.k, self.k)
+
+    def _filled(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        table = self._table(rng)
         for r in range(table.shape[1]):
             yield from self._batches(rng, table[:, r])
+
+    def _released_filled(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        table = self._table(rng)[rng.permutation(len(self.class_indices))]  # one class order for every round
+        yield from self._cut(table.transpose(1, 0, 2).reshape(-1, self.k))
 
     def _sample_repeat(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         for _ in range(self.repeat):
             group_of = np.stack([self._group(rng, m) for m in self.class_indices])
             yield from self._batches(rng, group_of)
 
+    def _released_sample_repeat(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        passes = []
+        for _ in range(self.repeat):
+            group_of = np.stack([self._group(rng, m) for m in self.class_indices])
+            passes.append(group_of[rng.permutation(len(group_of))])
+        yield from self._cut(np.concatenate(passes))
+
     def _group(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
         if len(members) >= self.k:
             return rng.choice(members, self.k, replace=False)
         return rng.permutation(np.concatenate([members, rng.choice(members, self.k - len(members))]))
+
+
+def _released_len_max(largest: int, k: int) -> int:
+    """``BalanceSampler_filled``'s ``len_max``: ``largest`` rounded down to a multiple of ``k`` when the remainder
+    is below ``int(0.3 k)``, else up (never below ``k``)."""
+    remainder = largest % k
+    if remainder == 0:
+        return largest
+    rounded = largest - remainder if remainder < int(0.3 * k) else largest - remainder + k
+    return max(rounded, k)
+
+
+def _warn_small_classes(sizes: np.ndarray, classes: np.ndarray, k: int) -> None:
+    """Warn (once per sampler) that classes smaller than ``k`` fill their groups with repeated images."""
+    small = np.flatnonzero(sizes < k)
+    if small.size == 0:
+        return
+    shown = ", ".join(f"{int(classes[i])}: {int(sizes[i])}" for i in small[:5]) + (", ..." if small.size > 5 else "")
+    warnings.warn(f"k={k} images per class, but {small.size} of {sizes.size} classes have fewer (class: images "
+                  f"{shown}), so each of their groups of {k} repeats images. Lower data.sampler.k (the "
+                  f"smallest class has {int(sizes.min())}) to avoid the repeats, or accept them.", UserWarning,
+                  stacklevel=3)

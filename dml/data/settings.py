@@ -18,13 +18,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class SamplerConfig:
-    """The P×K batch sampler (:class:`dml.data.PKSampler`): ``p`` classes × ``k`` images, its ``variant`` and
-    ``repeat``."""
+    """The P×K batch sampler (:class:`dml.data.PKSampler`): ``p`` classes × ``k`` images, its ``variant``,
+    ``repeat`` and ``batching`` (``"per-round"``, or ``"released"`` for the epoch of the papers' released code)."""
 
     variant: str = "filled"
     p: int = 8
     k: int = 4
     repeat: int = 1
+    batching: str = "per-round"
 
 
 @dataclass

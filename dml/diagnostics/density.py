@@ -17,9 +17,14 @@ the classes are, to generalisation. The variant computed here is their released 
 Classes with a single image have no pair: their ``π_c`` is 0/0. The released code then replaces every NaN or
 infinite ``π_c`` by "the maximum" before averaging (``singletons="max"`` here: the largest ``π_c`` of the classes
 with at least two images, so a lone image counts as a maximally spread class). Strictly, it indexes with
-``1 - np.isnan(intra)``, an integer array, so the value it actually substitutes is ``max(π_0, π_1)`` of the first
-two classes (NaN if either of those is a singleton); this module implements the evident intent instead.
-``singletons="drop"`` averages over the classes with at least two images only.
+``1 - np.isnan(intra)``, an integer array of zeros and ones, so the value it actually substitutes is the
+NaN-propagating ``np.max`` of ``π_0`` (the first class in sorted label order) and, when some class has a pair,
+``π_1``: ``max(π_0, π_1)``, NaN if either of those two classes is a singleton. ``singletons="released"`` computes
+exactly that, so ``π_intra`` can be compared with numbers the released code printed; ``"max"`` is the evident
+intent. (The release gets the NaN only when SciPy's cosine distance of the lone image to itself is exactly 0; a
+rounding residue of ±1e-16 makes that class's ``π_c`` ±inf, which its index does not mark, and the substitute then
+also depends on that residue. ``"released"`` takes the exact distance, 0.) ``singletons="drop"`` averages over the
+classes with at least two images only. The three agree when no class is a singleton.
 
 Cost: both sums are computed in closed form, ``Σ_{i≠j} u_i.u_j = ||Σ_i u_i||² - Σ_i ||u_i||²`` on unit vectors
 ``u``, so the whole computation is O(N D) with no pairwise matrix and no Python loop over classes (the released code
@@ -38,7 +43,7 @@ from dml.utils.checks import check_choice
 
 __all__ = ["SINGLETON_POLICIES", "EmbeddingDensity", "embedding_density", "plot_density"]
 
-SINGLETON_POLICIES = ("max", "drop")
+SINGLETON_POLICIES = ("max", "drop", "released")
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class EmbeddingDensity:
         classes: the distinct labels, sorted.
         counts: images per class.
         class_intra: ``π_c`` of each class, NaN for single-image classes (before the ``singletons`` policy).
-        singletons: how single-image classes entered ``pi_intra`` (``"max"`` or ``"drop"``).
+        singletons: how single-image classes entered ``pi_intra`` (``"max"``, ``"drop"`` or ``"released"``).
     """
 
     pi_intra: float
@@ -70,7 +75,8 @@ def embedding_density(embeddings: Any, labels: Any, *, singletons: str = "max") 
     Args:
         embeddings: (N, D) array or tensor; rows must be non-zero (a zero vector has no cosine distance).
         labels: N class ids; at least two classes, at least one of them with two or more images.
-        singletons: ``"max"`` (the released code's intent) or ``"drop"``; see the module docstring.
+        singletons: ``"max"`` (the released code's intent), ``"drop"`` or ``"released"`` (what the released code
+            computes: ``max(π_0, π_1)``); see the module docstring.
     """
     check_choice(singletons, SINGLETON_POLICIES, name="singletons policy")
     x = as_float64_matrix(embeddings, labels, min_rows=2)
@@ -99,6 +105,9 @@ def embedding_density(embeddings: Any, labels: Any, *, singletons: str = "max") 
     class_intra = np.where(has_pair, class_intra, np.nan)
     if singletons == "max":
         pi_intra = float(np.mean(np.where(has_pair, class_intra, np.max(class_intra[has_pair]))))
+    elif singletons == "released":
+        substitute = np.max(class_intra[np.unique(has_pair.astype(int))])  # indices 0 and/or 1, NaN propagates
+        pi_intra = float(np.mean(np.where(has_pair, class_intra, substitute)))
     else:
         pi_intra = float(np.mean(class_intra[has_pair]))
 

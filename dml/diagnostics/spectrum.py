@@ -19,10 +19,12 @@ github.com/Confusezius/Revisiting_Deep_Metric_Learning_PyTorch), for the metric 
 Their ``rho_spectrum@-k`` is the reversed divergence ``KL(ŝ || U) = Σ_i ŝ_i log(n ŝ_i)`` (``reverse=True`` here),
 and ``rho_spectrum@0`` returns ``ŝ`` itself (:attr:`SpectralDecay.s_hat`).
 
-One difference from the released code: it takes a full SVD (``torch.svd``) only when the features are a tensor
-(``--evaluate_on_gpu``); otherwise it uses scikit-learn's randomised ``TruncatedSVD`` with ``embed_dim - 1``
-components, which silently omits the smallest singular value. Here the SVD is always exact and complete (LAPACK,
-``float64``).
+The SVD: the released code takes a full SVD (``torch.svd``) only when the features are a tensor
+(``--evaluate_on_gpu``); on its default path (NumPy features) it uses scikit-learn's randomised
+``TruncatedSVD(n_components=embed_dim - 1, n_iter=7, random_state=42)``, which omits the smallest singular value
+(and approximates the others). ``svd="exact"`` (default) takes the exact and complete SVD (LAPACK, ``float64``);
+``svd="truncated"`` is the released default path, so ρ values are comparable with the ones it reports (commit
+efddbf23ccbe).
 
 Properties: ρ >= 0, with equality iff the kept spectrum is flat; ρ is invariant to scaling ``Φ`` and to rotating
 its rows or columns; a (numerically) rank-deficient ``Φ`` has (near-)zero singular values and a large (possibly
@@ -37,8 +39,11 @@ from typing import Any
 import numpy as np
 
 from dml.diagnostics._inputs import as_float64_matrix, check_positive_int
+from dml.utils.checks import check_choice
 
-__all__ = ["SpectralDecay", "plot_spectrum", "spectral_decay"]
+__all__ = ["SVD_METHODS", "SpectralDecay", "plot_spectrum", "spectral_decay"]
+
+SVD_METHODS = ("exact", "truncated")
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class SpectralDecay:
     """The spectrum of an embedding matrix and its spectral decay.
 
     Attributes:
-        singular_values: all ``r = min(N, D)`` singular values, largest first (un-normalised).
+        singular_values: all ``r = min(N, D)`` singular values (``D - 1`` with ``svd="truncated"``), largest
+            first (un-normalised).
         s_hat: the kept values ``σ_k .. σ_r`` divided by their sum (length ``r - k + 1``).
         k: how many values were dropped, plus one (``rho_spectrum@k``).
         reverse: whether ``rho`` is ``KL(ŝ || U)`` (``rho_spectrum@-k``) instead of ``KL(U || ŝ)``.
@@ -65,7 +71,7 @@ class SpectralDecay:
         return f"rho_spectrum@{-self.k if self.reverse else self.k}"
 
 
-def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False) -> SpectralDecay:
+def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False, svd: str = "exact") -> SpectralDecay:
     """Spectral decay ``ρ@k`` of an (N, D) embedding matrix (see the module docstring for the exact formula).
 
     Args:
@@ -73,17 +79,21 @@ def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False) -> Spe
         k: drop the ``k - 1`` largest singular values first; ``1 <= k <= min(N, D)``. With ``k = min(N, D)`` a
             single value is left and ρ is 0 by construction.
         reverse: ``KL(ŝ || U)`` instead of the paper's ``KL(U || ŝ)``.
+        svd: ``"exact"`` (all ``min(N, D)`` singular values) or ``"truncated"`` (the released default path: the
+            ``D - 1`` values of scikit-learn's seeded randomised ``TruncatedSVD``; needs ``N >= D - 1``, ``D >= 2``).
     """
+    check_choice(svd, SVD_METHODS, name="svd method")
     x = as_float64_matrix(embeddings, min_rows=2)
     k = check_positive_int(k, "k")
-    rank_bound = min(x.shape)
+    sigma = np.linalg.svd(x, compute_uv=False) if svd == "exact" else _released_truncated_svd(x)
+    rank_bound = len(sigma)
     if k > rank_bound:
         raise ValueError(
             f"k={k} is out of range: an embedding matrix of shape {x.shape} has only "
-            f"min(N, D) = {rank_bound} singular values, and rho@k drops the k - 1 largest. "
+            f"{rank_bound} singular values ({'min(N, D)' if svd == 'exact' else 'D - 1, truncated'}), and rho@k "
+            "drops the k - 1 largest. "
             f"Use 1 <= k <= {rank_bound}."
         )
-    sigma = np.linalg.svd(x, compute_uv=False)
     if sigma[0] == 0:
         raise ValueError(
             "embeddings are all zero: every singular value is 0, so the spectrum cannot be "
@@ -105,6 +115,19 @@ def spectral_decay(embeddings: Any, *, k: int = 1, reverse: bool = False) -> Spe
         with np.errstate(divide="ignore"):
             rho = float(-np.log(n) - np.mean(np.log(s_hat)))
     return SpectralDecay(singular_values=sigma, s_hat=s_hat, k=k, reverse=bool(reverse), rho=rho if rho > 0 else 0.0)
+
+
+def _released_truncated_svd(x: np.ndarray) -> np.ndarray:
+    """The ``D - 1`` singular values of ``TruncatedSVD(n_components=D - 1, n_iter=7, random_state=42)``."""
+    from sklearn.decomposition import TruncatedSVD
+
+    n, d = x.shape
+    if d < 2 or n < d - 1:
+        raise ValueError(
+            f"svd='truncated' keeps D - 1 = {d - 1} components, which needs D >= 2 and at least D - 1 "
+            f"embeddings; got shape {x.shape}. Use svd='exact' or more embeddings."
+        )
+    return TruncatedSVD(n_components=d - 1, n_iter=7, random_state=42).fit(x).singular_values_
 
 
 def plot_spectrum(

@@ -7,6 +7,13 @@ fraction of valid anchors whose hardest negative is more similar than their easi
 every iteration. Points below the diagonal are *easy* (the nearest neighbour of the anchor is a positive), points
 above it are *hard*; a collapsing embedding drifts to the corner (1, 1).
 
+Which anchors count (``validity``): ``"exists"`` (default) keeps every anchor that has a positive (after the
+duplicate threshold) and a negative. ``"released"`` is the rule of the released ``SCTLoss`` (``_code/Loss.py``,
+commit f5f392377fd0): ``-1 < S_ap < 1`` and ``-1 < S_an < 1``, which also drops an anchor whose easiest positive or
+hardest negative has similarity exactly ±1 (for instance a negative that coincides with the anchor in a collapsed
+embedding). Similarities are computed in the input's precision, as the released code does: float64 embeddings stay
+float64, anything else is computed in float32.
+
 :func:`triplet_space` returns the data and :func:`plot_triplet_space` draws it; both are gradient-free.
 """
 
@@ -21,8 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dml.utils import check_embeddings_and_labels
+from dml.utils.checks import check_choice
 
-__all__ = ["TripletSpace", "hard_triplet_ratio", "plot_triplet_space", "triplet_space"]
+__all__ = ["VALIDITY_RULES", "TripletSpace", "hard_triplet_ratio", "plot_triplet_space", "triplet_space"]
+
+VALIDITY_RULES = ("exists", "released")
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,12 @@ class TripletSpace:
 
 
 def triplet_space(
-    embeddings: Any, labels: Any, *, duplicate_threshold: float | None = 0.9999, chunk_size: int = 2048
+    embeddings: Any,
+    labels: Any,
+    *,
+    duplicate_threshold: float | None = 0.9999,
+    chunk_size: int = 2048,
+    validity: str = "exists",
 ) -> TripletSpace:
     """Easiest-positive and hardest-negative similarity of every anchor (all images of the set are anchors).
 
@@ -69,7 +84,10 @@ def triplet_space(
         duplicate_threshold: positives more similar than this are ignored as near-duplicates of the anchor, as
             the released code does (``S > 0.9999``); ``None`` keeps them.
         chunk_size: anchors per block, so memory stays O(chunk_size x N).
+        validity: ``"exists"`` (an anchor with a positive and a negative is valid) or ``"released"`` (in addition
+            ``-1 < S < 1`` for both, the released ``hn_ratio`` rule); see the module docstring.
     """
+    check_choice(validity, VALIDITY_RULES, name="validity rule")
     emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings)
     lab = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels, device=emb.device)
     check_embeddings_and_labels(emb, lab)
@@ -77,11 +95,12 @@ def triplet_space(
         raise ValueError(f"embeddings must be floating point; got {emb.dtype}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
-    unit = F.normalize(emb.detach().float(), p=2, dim=1)
+    dtype = torch.float64 if emb.dtype == torch.float64 else torch.float32
+    unit = F.normalize(emb.detach().to(dtype), p=2, dim=1)
     lab = lab.reshape(-1)
     n = len(unit)
-    s_ap = torch.full((n,), float("nan"))
-    s_an = torch.full((n,), float("nan"))
+    s_ap = torch.full((n,), float("nan"), dtype=dtype)
+    s_an = torch.full((n,), float("nan"), dtype=dtype)
     for start in range(0, n, chunk_size):
         rows = slice(start, min(start + chunk_size, n))
         sim = unit[rows] @ unit.t()
@@ -96,6 +115,9 @@ def triplet_space(
         s_an[rows] = _masked_max(sim, ~same).cpu()
     s_ap_np, s_an_np = s_ap.numpy(), s_an.numpy()
     valid = ~np.isnan(s_ap_np) & ~np.isnan(s_an_np)
+    if validity == "released":
+        with np.errstate(invalid="ignore"):
+            valid &= (np.abs(s_ap_np) < 1) & (np.abs(s_an_np) < 1)
     return TripletSpace(s_ap=s_ap_np, s_an=s_an_np, valid=valid, labels=lab.cpu().numpy())
 
 

@@ -77,6 +77,7 @@ def evaluate(
     device: str | torch.device | None = None,
     seed: int = 0,
     embed_fn: EmbedFn | None = None,
+    lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
     """Retrieval metrics of ``model`` under ``evaluation.protocol`` (the protocols and their keys: module docstring).
 
@@ -91,6 +92,8 @@ def evaluate(
         seed: The seed of the k-means behind ``nmi``.
         embed_fn: ``embed_fn(model, data, *, batch_size, device) -> (embeddings, labels)``, the test-time embedding
             of a method that owns it (e.g. concatenated learners); default :func:`dml.eval.embed`.
+        lone_queries: ``"exclude"`` or ``"miss"``: whether ``recall@k`` leaves out the queries without a positive
+            or counts them as misses (:mod:`dml.eval.retrieval`).
 
     Returns:
         A dict of Python floats (counts stay ints).
@@ -101,7 +104,9 @@ def evaluate(
     ks, include = tuple(ks), tuple(include)
     embeddings, labels = embed_fn(model, evaluation.data, batch_size=batch_size, device=device)
     if evaluation.protocol == "self":
-        metrics = retrieval_metrics(embeddings, labels, ks=ks, metric="cosine", include=include, seed=seed)
+        metrics = retrieval_metrics(
+            embeddings, labels, ks=ks, metric="cosine", include=include, seed=seed, lone_queries=lone_queries
+        )
     elif evaluation.protocol == "query-gallery":
         mask = np.asarray(evaluation.is_query, dtype=bool)
         if len(mask) != len(labels):
@@ -119,11 +124,20 @@ def evaluate(
             metric="cosine",
             include=include,
             seed=seed,
+            lone_queries=lone_queries,
         )
     elif evaluation.protocol == "hotels":
         gallery, gallery_labels = embed_fn(model, evaluation.gallery, batch_size=batch_size, device=device)
         metrics = _hotel_metrics(
-            evaluation, embeddings, labels, gallery, gallery_labels, ks=ks, include=include, seed=seed
+            evaluation,
+            embeddings,
+            labels,
+            gallery,
+            gallery_labels,
+            ks=ks,
+            include=include,
+            seed=seed,
+            lone_queries=lone_queries,
         )
     else:
         raise ValueError(f"Unknown evaluation protocol {evaluation.protocol!r}; use one of {list(PROTOCOL_NAMES)}.")
@@ -140,6 +154,7 @@ def _hotel_metrics(
     ks: tuple[int, ...],
     include: tuple[str, ...],
     seed: int,
+    lone_queries: str = "exclude",
 ) -> dict[str, Any]:
     top = max(ks + CHAIN_KS)
     if top > len(gallery_labels):
@@ -149,7 +164,15 @@ def _hotel_metrics(
             "(eval.ks) or train on more images."
         )
     metrics = query_gallery_metrics(
-        embeddings, labels, gallery, gallery_labels, ks=ks, metric="cosine", include=include, seed=seed
+        embeddings,
+        labels,
+        gallery,
+        gallery_labels,
+        ks=ks,
+        metric="cosine",
+        include=include,
+        seed=seed,
+        lone_queries=lone_queries,
     )
     metrics.update(
         hotel_retrieval_metrics(

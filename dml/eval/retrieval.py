@@ -25,6 +25,18 @@ self-retrieval, ``N_gallery`` otherwise) is capped at the gallery size, where ev
 one ``RuntimeWarning`` names the capped ``ks``, their ``recall@k`` equal the capped one, and the result records the
 cap as ``ks_capped_to``.
 
+``lone_queries="miss"`` computes ``recall@k`` as the code released with Xuan et al. (ECCV 2020, WACV 2020) does
+(``recall`` and ``recall2`` in ``_code/Utils.py`` of github.com/littleredxh/HardNegative, commit f5f392377fd0, and
+of github.com/littleredxh/EasyPositiveHardNegative, commit 22c3d58d56b9): the hits are divided by **all** ``N``
+queries, so a query without a positive counts as a miss,
+
+``recall@k (miss) = (1/N) Σ_q [q's first positive ranks <= k]
+= recall@k · (1 - num_queries_without_positives / N)``.
+
+The two agree when every query has a positive (CUB, Cars196, SOP: no singleton test class); they differ for
+In-Shop queries whose item has no gallery image and for any split with single-image classes. ``map@r`` and
+``r_precision`` always average over the queries with a positive.
+
 Ranking: gallery items are ordered by (−score, gallery index), ties going to the lower index, and the query is
 excluded from its own ranking by index; see :mod:`dml.eval.ranking`. The computation is exact and never builds the
 N×N matrix: self-retrieval multiplies class-aligned tiles of about ``sqrt(max_bytes / 8)`` items (5,792 for the
@@ -56,11 +68,15 @@ from dml.eval.inputs import (
     score_operands,
 )
 from dml.eval.ranking import DEFAULT_MAX_BYTES, RankStatistics, rank_statistics
+from dml.utils.checks import check_choice
 
 #: Metric names accepted by ``include``.
 METRIC_NAMES = ("recall", "map@r", "r_precision", "nmi")
 #: Rows with a smaller L2 norm are refused under cosine similarity (the ``eps`` of ``F.normalize``).
 NORM_EPS = 1e-12
+
+#: How ``recall@k`` treats queries without a positive: left out, or counted as misses (the released code).
+LONE_QUERIES = ("exclude", "miss")
 
 
 def retrieval_metrics(
@@ -73,6 +89,7 @@ def retrieval_metrics(
     chunk_size: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
     """Self-retrieval metrics (CUB, Cars196, SOP protocol): every item queries all the others.
 
@@ -88,6 +105,9 @@ def retrieval_metrics(
             scores are within float rounding of each other.
         seed: k-means seed for NMI.
         max_bytes: Memory budget of one tile or chunk (its score matrix and temporaries); 256 MiB by default.
+        lone_queries: ``"exclude"`` (default): ``recall@k`` averages over the queries with a positive; ``"miss"``:
+            over all queries, a query without a positive counting as a miss (the released code of Xuan et al.;
+            module docstring).
 
     Returns:
         ``{"recall@k": ..., "map@r": ..., "r_precision": ..., "nmi": ..., "num_queries": N,
@@ -105,6 +125,7 @@ def retrieval_metrics(
     include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
     if metric == "cosine":
         _check_directions(x, "embeddings")
+    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     (codes,) = encode_labels(y)
     result: dict[str, float | int] = {}
     k_max, cap = _capped_k_max(ks, x.shape[0] - 1) if "recall" in include else (None, None)
@@ -124,7 +145,7 @@ def retrieval_metrics(
             max_bytes=max_bytes,
         )
         del a, b, offsets
-        result.update(_summarise(stats, include, ks))
+        result.update(_summarise(stats, include, ks, lone_queries))
     if "nmi" in include:
         result["nmi"] = _nmi(x, y, metric=metric, seed=seed)
     if cap is not None:
@@ -146,6 +167,7 @@ def query_gallery_metrics(
     chunk_size: int | None = None,
     seed: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    lone_queries: str = "exclude",
 ) -> dict[str, float | int]:
     """Query/gallery retrieval metrics (In-Shop protocol): queries are ranked against a separate gallery.
 
@@ -154,7 +176,7 @@ def query_gallery_metrics(
     in ``num_queries_without_positives`` (if no query has one, the ranking metrics are NaN, with a warning). Ties
     are broken by the lower gallery index. A ``k`` above ``N_gallery`` is capped (``ks_capped_to``). ``"nmi"`` (not
     computed by default) clusters the union of query and gallery embeddings. The gallery is moved to the query's
-    device. Other arguments as in :func:`retrieval_metrics`.
+    device. Other arguments (``lone_queries`` included) as in :func:`retrieval_metrics`.
     """
     q = as_embedding_tensor(query_embeddings, query_labels, name="query_embeddings")
     g = as_embedding_tensor(gallery_embeddings, gallery_labels, name="gallery_embeddings")
@@ -170,6 +192,7 @@ def query_gallery_metrics(
     if metric == "cosine":
         _check_directions(q, "query_embeddings")
         _check_directions(g, "gallery_embeddings")
+    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     q_codes, g_codes = encode_labels(yq, yg)
     result: dict[str, float | int] = {}
     k_max, cap = _capped_k_max(ks, g.shape[0]) if "recall" in include else (None, None)
@@ -188,7 +211,7 @@ def query_gallery_metrics(
             max_bytes=max_bytes,
         )
         del a, b, offsets
-        result.update(_summarise(stats, include, ks))
+        result.update(_summarise(stats, include, ks, lone_queries))
     if "nmi" in include:
         result["nmi"] = _nmi(torch.cat([q, g]), np.concatenate([yq, yg]), metric=metric, seed=seed)
     in_gallery = np.zeros(max(int(q_codes.max()), int(g_codes.max())) + 1, dtype=bool)
@@ -255,8 +278,11 @@ def _ranking(include: tuple[str, ...]) -> bool:
     return bool({"recall", "map@r", "r_precision"} & set(include))
 
 
-def _summarise(stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, ...]) -> dict[str, float]:
-    """Average the per-query statistics over the queries that have a positive."""
+def _summarise(
+    stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, ...], lone_queries: str = "exclude"
+) -> dict[str, float]:
+    """Average the per-query statistics over the queries that have a positive (``recall@k`` over all queries
+    with ``lone_queries="miss"``)."""
     valid = stats.num_positives > 0
     n_valid = int(valid.sum().item())
     if n_valid == 0:
@@ -273,7 +299,11 @@ def _summarise(stats: RankStatistics, include: tuple[str, ...], ks: tuple[int, .
 
     if "recall" in include:
         for k in ks:
-            out[f"recall@{k}"] = mean(stats.first_rank < k)
+            hits = stats.first_rank < k
+            if lone_queries == "miss":
+                out[f"recall@{k}"] = float(hits[valid].double().sum().item()) / max(len(valid), 1)
+            else:
+                out[f"recall@{k}"] = mean(hits)
     if stats.top_relevance is not None:
         rel = stats.top_relevance.double()
         r = stats.num_positives.clamp_min(1).double()

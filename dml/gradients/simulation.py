@@ -21,8 +21,12 @@ does: the step acts on the unit vectors, which are then re-normalised):
 * cosine: ``f_a += lr (w_ap f_p - w_an f_n)``, ``f_p += lr w_ap f_a``, ``f_n -= lr w_an f_a``;
 * euclidean: the same with unit vectors ``(f_p - f_a)/D_ap`` and ``(f_a - f_n)/D_an`` instead of ``f_p``, ``f_n``.
 
-The three rules of the notebook are :func:`euclidean_triplet_rule` (``Triplet_Map_std``), :func:`nca_rule` with
-``temperature=1`` (``Triplet_Map_1st``) and the SCT hard branch inside :func:`sct_rule`.
+The notebook (commit f5f392377fd0) draws three maps, available by its names through :func:`notebook_rule`:
+``Triplet_Map_std`` is :func:`euclidean_triplet_rule`, ``Triplet_Map_1st`` is :func:`nca_rule` with
+``temperature=1`` and ``Triplet_Map_2nd`` is :func:`second_order_nca_rule`, NCA on the second-order similarities
+``g(S_ap) = S_ap - S_ap²/2`` and ``h(S_an) = S_an²/2``, whose weights ``w_ap = (1 - S_ap) P_an`` and
+``w_an = S_an P_an`` fade as the positive closes in and as the negative moves away. :func:`sct_rule` (the SCT loss's
+split into a hard branch that only pushes the negative and NCA elsewhere) is not one of the notebook's maps.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ __all__ = [
     "entangle",
     "euclidean_triplet_rule",
     "nca_rule",
+    "notebook_rule",
     "one_step",
     "sct_rule",
+    "second_order_nca_rule",
     "triplet_field",
     "triplet_trajectory",
     "triplet_vectors",
@@ -86,6 +92,32 @@ def nca_rule(temperature: float = 1.0) -> UpdateRule:
         return w, w
 
     return UpdateRule(f"NCA (τ={temperature:g})", weights)
+
+
+def second_order_nca_rule() -> UpdateRule:
+    """The notebook's ``Triplet_Map_2nd``: NCA ``-log softmax(g(S_ap), h(S_an))[0]`` with ``g(s) = s - s²/2`` and
+    ``h(s) = s²/2``, i.e. ``w_ap = (1 - S_ap) P_an`` and ``w_an = S_an P_an`` with
+    ``P_an = e^{h(S_an)} / (e^{g(S_ap)} + e^{h(S_an)})`` (cosine direction)."""
+
+    def weights(s_ap: np.ndarray, s_an: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p_an = _softmax_negative(s_ap - 0.5 * s_ap**2, 0.5 * s_an**2, 1.0)
+        return (1.0 - s_ap) * p_an, s_an * p_an
+
+    return UpdateRule("second-order NCA", weights)
+
+
+#: The maps of the released notebook ``triplet_gradient_simulation.ipynb``, by their function names there.
+NOTEBOOK_RULES: dict[str, Callable[[], UpdateRule]] = {
+    "Triplet_Map_std": euclidean_triplet_rule,
+    "Triplet_Map_1st": lambda: nca_rule(1.0),
+    "Triplet_Map_2nd": second_order_nca_rule,
+}
+
+
+def notebook_rule(name: str) -> UpdateRule:
+    """The update rule of the released notebook's map ``name`` (a key of :data:`NOTEBOOK_RULES`)."""
+    check_choice(name, NOTEBOOK_RULES, name="notebook map")
+    return NOTEBOOK_RULES[name]()
 
 
 def sct_rule(temperature: float = 1.0, lam: float = 1.0) -> UpdateRule:

@@ -17,8 +17,12 @@ Where the versions differ (released code: littleredxh/EasyPositiveHardNegative `
   ``"2019"`` (initial code): ``> -1``, i.e. both exist. ``"sct"``: ``-1 < s < 1``, the rule of the SCT release
   (littleredxh/HardNegative), used by its ``hn`` / ``shn`` baselines (:class:`dml.losses.SCTLoss`,
   ``mode="hn"|"shn"``), which are exactly this loss.
-* The 2019 code summed over anchors with a default ``σ = 1`` that its ``run.py`` overrode to 0.1; the 2020 code
-  averages. Here: mean, ``temperature=0.1``.
+* The 2019 code (initial commit 436c344, ``loss = Prob[Mask_not_drop].sum()``) summed over the valid anchors,
+  with a default ``σ = 1`` that its ``run.py`` overrode to 0.1; the 2020 code (commit 22c3d58d56b9) averages.
+  ``reduction="mean"`` (default) is the 2020 loss, ``reduction="sum"`` the 2019 one,
+  ``Σ_{a valid} -log(e^{s_ap*/τ} / (e^{s_ap*/τ} + e^{s_an*/τ}))``, whose gradient, and hence the learning rate
+  it needs, scales with the number of valid anchors. Both give 0 (with a gradient path) when no anchor is valid.
+  ``temperature=0.1`` in both.
 * Positives with ``s > duplicate_threshold = 0.9999`` are treated as duplicates of the anchor and skipped, in both
   versions.
 
@@ -30,13 +34,14 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from dml.losses.base import PairLoss, mean_or_zero
+from dml.losses.base import PairLoss, mean_or_zero, zero_loss
 from dml.losses.nca import nca_triplet_losses
 from dml.losses.registry import register
 from dml.mining import EasyPositiveMiner
 from dml.utils.checks import check_choice
 
 _NEGATIVES = ("hardest", "semihard")
+_REDUCTIONS = ("mean", "sum")
 VALIDITY = {"2020": (0.0, None), "2019": (-1.0, None), "sct": (-1.0, 1.0)}
 
 
@@ -51,26 +56,31 @@ class EPHNLoss(PairLoss):
         negatives: str = "hardest",
         validity: str = "2020",
         duplicate_threshold: float = 0.9999,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0; got {temperature} (the released code uses 0.1).")
         check_choice(negatives, _NEGATIVES, name="negatives")
         check_choice(validity, VALIDITY, name="validity")
+        check_choice(reduction, _REDUCTIONS, name="reduction")
         low, high = VALIDITY[validity]
         self.temperature = temperature
         self.negatives = negatives
         self.validity = validity
+        self.reduction = reduction
         self.miner = EasyPositiveMiner(
             negatives=negatives, duplicate_threshold=duplicate_threshold, min_similarity=low, max_similarity=high
         )
 
     def from_similarity(self, sim: Tensor, labels: Tensor) -> Tensor:
-        triplets = self.miner.mine(sim, labels)
-        return mean_or_zero(nca_triplet_losses(sim, triplets, self.temperature), sim)
+        losses = nca_triplet_losses(sim, self.miner.mine(sim, labels), self.temperature)
+        if self.reduction == "sum":
+            return losses.sum() if losses.numel() else zero_loss(sim)
+        return mean_or_zero(losses, sim)
 
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature}, negatives={self.negatives!r}, validity={self.validity!r}, "
-            f"duplicate_threshold={self.miner.duplicate_threshold}"
+            f"duplicate_threshold={self.miner.duplicate_threshold}, reduction={self.reduction!r}"
         )

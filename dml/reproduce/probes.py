@@ -83,6 +83,7 @@ def epoch_zero(
         batch_size=e.batch_size,
         device=resolve_device(config.device),
         seed=config.seed,
+        lone_queries=e.lone_queries,
     )
     record = {"epoch": 0, **metrics}
     if diagnostics is not None:

@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
+from dml.data.samplers import BATCHINGS
 from dml.data.settings import CROPS, PIPELINES, AugmentConfig, ConfigError, DataConfig, SamplerConfig  # noqa: F401  (AugmentConfig, SamplerConfig: re-exported)
 from dml.eval.protocol import PROTOCOLS
+from dml.eval.retrieval import LONE_QUERIES
 from dml.utils import atomic_write
 from dml.utils.registry import did_you_mean
 
@@ -119,6 +121,8 @@ class EvalConfig:
     ``protocol`` says who queries whom: ``"self"``, ``"query-gallery"``, ``"hotels"`` or ``"auto"`` (default:
     the dataset's own, :data:`dml.eval.AUTO_PROTOCOL`); the protocols and their metrics are described in
     :mod:`dml.eval.protocol`. ``at_start`` also evaluates the untrained model, recorded as epoch 0.
+    ``lone_queries``: ``"exclude"`` (``recall@k`` over the queries with a positive) or ``"miss"`` (over all
+    queries, as the released code of Xuan et al. computes it; :mod:`dml.eval.retrieval`).
     """
 
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
@@ -127,6 +131,7 @@ class EvalConfig:
     include: list[str] = field(default_factory=lambda: ["recall", "map@r", "r_precision", "nmi"])
     protocol: str = "auto"
     at_start: bool = False
+    lone_queries: str = "exclude"
 
 
 @dataclass
@@ -189,6 +194,18 @@ class Config:
                 f"must be one of {list(PROTOCOLS)}; got {self.eval.protocol!r}."
                 f"{did_you_mean(self.eval.protocol, PROTOCOLS)} 'auto' picks the dataset's own protocol "
                 "(query-gallery for inshop, hotels for hotels50k, self otherwise)",
+            ),
+            (
+                self.eval.lone_queries in LONE_QUERIES,
+                "eval.lone_queries",
+                f"must be one of {list(LONE_QUERIES)}; got {self.eval.lone_queries!r} ('miss' divides recall by "
+                "all queries, as the released code of Xuan et al. does)",
+            ),
+            (
+                self.data.sampler.batching in BATCHINGS,
+                "data.sampler.batching",
+                f"must be one of {list(BATCHINGS)}; got {self.data.sampler.batching!r} ('released' cuts one "
+                "stream of rounds into batches, as the released code of Xuan et al. does)",
             ),
             (
                 d.pipeline in PIPELINES,

@@ -291,6 +291,7 @@ def _evaluate(run: _Run) -> dict[str, float | int]:
         device=run.device,
         seed=run.config.seed,
         embed_fn=run.method.embed,
+        lone_queries=e.lone_queries,
     )
 
 
@@ -473,7 +474,14 @@ def evaluate(model: nn.Module, data: Any, config: Config, device: torch.device) 
         data = _as_evaluation(data, config)
     e = config.eval
     return dml.eval.evaluate(
-        model, data, ks=e.ks, include=e.include, batch_size=e.batch_size, device=device, seed=config.seed
+        model,
+        data,
+        ks=e.ks,
+        include=e.include,
+        batch_size=e.batch_size,
+        device=device,
+        seed=config.seed,
+        lone_queries=e.lone_queries,
     )
 
 

@@ -632,6 +632,7 @@ def test_registry_lists_names_and_rejects_unknown_ones() -> None:
         "negatives": "hardest",
         "validity": "2020",
         "duplicate_threshold": 0.9999,
+        "reduction": "mean",
     }
     assert losses.hyperparameters("sct") == {
         "lam": 1.0,

@@ -55,6 +55,7 @@ def test_real_dataset_recipe(dataset: str) -> None:
     )
     s = c.data.sampler
     assert (s.p * s.k, s.k, s.variant, s.repeat) == (128, 16, variant, 1)  # batch 128, G = 16 (2020 run.sh)
+    assert s.batching == "released" and c.eval.lone_queries == "miss"  # the release's epoch and recall
     assert (c.train.epochs, c.optim.milestones, c.optim.gamma) == (100, [50, 75], 0.1)
     assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay) == ("sgd", 0.03, 0.0, 0.0)
     a = c.data.augment
@@ -85,7 +86,8 @@ def test_synthetic_recipe() -> None:
         "seed": 3,
     }  # data.kwargs.seed={seed}
     s = c.data.sampler
-    assert (s.variant, s.p, s.k) == ("filled", 8, 8)
+    assert (s.variant, s.p, s.k, s.batching) == ("filled", 8, 8, "per-round")  # the smoke baseline's epoch
+    assert c.eval.lone_queries == "exclude"
     assert (c.model.backbone, c.model.embedding_dim, c.model.pooling) == ("small_cnn", 64, "gem")
     assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.weight_decay, c.optim.milestones) == (
         "sgd",

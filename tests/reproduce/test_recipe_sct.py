@@ -119,6 +119,8 @@ def test_dataset_config_is_the_released_recipe(experiment, dataset: str, method:
     )
     s = config.data.sampler
     assert s.k == 2 and s.p * s.k == want["batch"] and s.variant == want["variant"] and s.repeat == want["repeat"]
+    # the release's epoch (one stream of rounds cut into batches of B) and recall (over all queries)
+    assert s.batching == "released" and config.eval.lone_queries == "miss"
     d, a = config.data, config.data.augment
     assert d.name == dataset and d.pipeline == "cached" and d.cache_size == 281
     assert (a.size, a.crop, a.flip, a.test_resize, a.normalize) == (256, "random", 0.5, 256, want["normalize"])

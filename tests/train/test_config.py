@@ -96,6 +96,8 @@ def test_unknown_yaml_keys_name_the_path_and_a_suggestion(tmp_path: Path) -> Non
         ("optim.name=rmsprop", r"'optim.name' must be one of \['sgd', 'adam', 'adamw'\]"),
         ("device=tpu", r"'device' must be one of"),
         ("data.sampler.k=1", r"'data.sampler.k' must be >= 2"),
+        ("data.sampler.batching=stream", r"'data.sampler.batching' must be one of \['per-round', 'released'\]"),
+        ("eval.lone_queries=drop", r"'eval.lone_queries' must be one of \['exclude', 'miss'\]"),
         ("optim.lr", r"has no '='"),
     ],
 )
