@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import dml.data
 import dml.eval
@@ -58,6 +57,7 @@ from dml.train.checkpoint import (
 )
 from dml.train.config import Config, dump, to_dict
 from dml.utils import atomic_save_json, atomic_torch_save, run_info, seed_everything
+from dml.utils.progress import tqdm
 
 log = logging.getLogger("dml.train")
 
