@@ -147,3 +147,16 @@ def test_no_two_references_share_an_author_year_label() -> None:
     texts = [f"{label['text']}, {label['year']}" for label in labels.values()]
     assert len(texts) == len(set(texts)), sorted(t for t in texts if texts.count(t) > 1)
     assert labels["xuan2020hard"]["year"] == "2020a" and labels["xuan2020easy"]["year"] == "2020b"
+
+
+def test_install_cell_without_the_package_says_how_to_install_it(tmp_path: Path) -> None:
+    """Outside Colab, a kernel without dml stops at the first cell with one line, not at a later import."""
+    import subprocess
+    import sys
+
+    cell = install_cell(REPO / "book" / "losses.md")
+    # -S: no site-packages, so neither the installed nor the editable dml can be imported (run outside the repo)
+    result = subprocess.run([sys.executable, "-S", "-c", cell], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'dml @ git+https://github.com/dml-course/dml'" in lines[0], lines
