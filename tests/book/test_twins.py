@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from tests.pages import REPO, install_cell, sync_install_cell, sync_twins
+from tests.pages import REPO, install_cell, repository_url, sync_install_cell, sync_twins
 from tests.twins import build_index, readable_markdown
 
 BIB = """
@@ -159,4 +159,4 @@ def test_install_cell_without_the_package_says_how_to_install_it(tmp_path: Path)
     result = subprocess.run([sys.executable, "-S", "-c", cell], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "pip install 'dml @ git+https://github.com/dml-course/dml'" in lines[0], lines
+    assert len(lines) == 1 and f"pip install 'dml @ git+{repository_url()}'" in lines[0], lines
