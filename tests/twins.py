@@ -153,7 +153,7 @@ def _cite(keys: str, role: str, index: BookIndex, page: Path) -> str:
             raise KeyError(f"{page.name} cites {key!r}, which book/references.bib lacks")
         label = index.labels[key]
         parts.append(f"{label['text']} ({label['year']})" if role == "cite:t" else f"{label['text']}, {label['year']}")
-    return ", ".join(parts) if role == "cite:t" else f"({'; '.join(parts)})"
+    return "; ".join(parts) if role == "cite:t" else f"({'; '.join(parts)})"
 
 
 def _linked(text: str, target: PageInfo | None, page: Path) -> str:

@@ -6,6 +6,8 @@ labels the bibliography with numbers. This extension (``sphinx.local_extensions`
 * in the ``author_year`` referencing style, a year that carries the letter telling two papers apart ("Xuan et al.,
   2020a", "Xuan et al., 2020b"): the style's templates read the module-level name ``year`` when they are built, and
   :func:`_register_styles` points that name at a node that adds the letter;
+* the referencing style ``author_year_round``: ``author_year`` with round brackets and "; " between the works of
+  one citation, "(Xuan et al., 2020a; Xuan et al., 2020b)" and "Xuan et al. (2020a)";
 * the bibliography style ``authoryear``: pybtex's ``unsrt`` entries, labelled "Xuan et al., 2020a" and sorted by
   author, year and title.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import string
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +72,8 @@ def _register_styles() -> None:
     from pybtex.style.formatting.unsrt import Style as UnsrtStyle
     from pybtex.style.labels import BaseLabelStyle
     from pybtex.style.sorting.author_year_title import SortingStyle
-    from sphinxcontrib.bibtex.style.referencing import basic_author_year
+    from sphinxcontrib.bibtex.plugin import register_plugin
+    from sphinxcontrib.bibtex.style.referencing import BracketStyle, author_year, basic_author_year
     from sphinxcontrib.bibtex.style.template import node
 
     @node
@@ -91,6 +95,15 @@ def _register_styles() -> None:
         default_sorting_style = SortingStyle
 
     register_pybtex("pybtex.style.formatting", "authoryear", AuthorYearStyle)
+
+    @dataclass
+    class RoundAuthorYear(author_year.AuthorYearReferenceStyle):
+        """(Author, 2020a; Other, 2019) and Author (2020a), as author-year styles write them."""
+
+        bracket_parenthetical: BracketStyle = field(default_factory=lambda: BracketStyle("(", ")", "; "))
+        bracket_textual: BracketStyle = field(default_factory=lambda: BracketStyle("(", ")", "; "))
+
+    register_plugin("sphinxcontrib.bibtex.style.referencing", "author_year_round", RoundAuthorYear)
 
 
 def _load_labels(app: Any) -> None:
