@@ -189,7 +189,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 def _log_to_stdout() -> None:
     """The trainer's messages (``logging`` of ``dml``, INFO and up) as plain lines on stdout, above any progress bar."""
-    from tqdm.auto import tqdm
+    from dml.utils.progress import tqdm
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:

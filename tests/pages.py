@@ -21,6 +21,39 @@ REPO = Path(__file__).resolve().parents[1]
 ARTEFACTS = REPO / "_build" / "test-notebooks"
 STAGE = REPO / "_build" / "stage"
 BOOK_PROFILE = "smoke"
+CODE_CELL_FENCE = "```{code-cell} ipython3"
+COLAB_CHECKOUT = "/content/dml"
+INSTALL_CELL_TAGS = ":tags: [hide-cell]"
+
+# The first code cell of every executable page. {url} is ``repository.url`` of _config.yml and {folder} the
+# page's folder; `python -m tests.pages --sync-twins` writes it into every page and twin. Lines <= 88 characters.
+INSTALL_CELL = """\
+# Setup, the same first cell on every page (tests/pages.py writes it from _config.yml).
+# On Google Colab: clone the course repository, install it, work in this page's folder.
+# Elsewhere: check that the dml package is installed, else say how to install it.
+import os
+import subprocess
+import sys
+
+REPOSITORY = "{url}"
+CHECKOUT = "{checkout}"
+if "google.colab" in sys.modules:
+    if not os.path.isdir(CHECKOUT):
+        clone = ["git", "clone", "--depth", "1", REPOSITORY, CHECKOUT]
+        subprocess.run(clone, check=True)
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "-e", CHECKOUT]
+    subprocess.run(install, check=True)
+    sys.path.insert(0, CHECKOUT)  # a running kernel misses a new editable install
+    os.chdir(os.path.join(CHECKOUT, "{folder}"))
+else:
+    try:
+        import dml.notebook  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "The dml package is not installed in this kernel: run pip install "
+            f"'dml @ git+{{REPOSITORY}}' (or pip install -e . in a clone of it), "
+            "then restart the kernel."
+        ) from None"""
 
 
 def _files(node: Any) -> Iterator[str]:
@@ -71,21 +104,91 @@ def baseline_name(page: Path) -> str:
     return page.stem
 
 
-def sync_twins() -> list[Path]:
-    """Write ``page.ipynb`` next to every executable ``page.md``: the same cells, no outputs (for Colab)."""
+def repository_url(repo: Path = REPO) -> str:
+    """``repository.url`` of ``_config.yml``: the one place the course's repository is named (change it for a fork)."""
+    config = yaml.safe_load((repo / "_config.yml").read_text())
+    url = (config.get("repository") or {}).get("url")
+    if not isinstance(url, str) or not url.startswith("https://"):
+        raise ValueError(f"_config.yml: repository.url must be the https URL of the course repository, got {url!r}")
+    return url.rstrip("/")
+
+
+def install_cell(page: Path, repo: Path = REPO) -> str:
+    """The source of the first code cell of ``page`` (see ``INSTALL_CELL``)."""
+    folder = page.resolve().parent.relative_to(repo.resolve()).as_posix()
+    return INSTALL_CELL.format(url=repository_url(repo), checkout=COLAB_CHECKOUT, folder=folder)
+
+
+def first_code_cell(text: str) -> tuple[int, int] | None:
+    """``(start, end)`` of the body of the first ``{code-cell}`` of a MyST page (between its fences), or None."""
+    fence = text.find(CODE_CELL_FENCE)
+    if fence < 0:
+        return None
+    start = text.index("\n", fence) + 1
+    end = text.index("\n```", start - 1) + 1
+    return start, end
+
+
+def _code_of(body: str) -> str:
+    """A cell body without its option lines (``:tags: ...``)."""
+    lines = body.splitlines(keepends=True)
+    while lines and lines[0].startswith(":"):
+        lines.pop(0)
+    return "".join(lines).lstrip("\n")
+
+
+def sync_install_cell(page: Path, repo: Path = REPO) -> bool:
+    """Make the first code cell of a MyST ``page`` the install cell, tagged ``hide-cell`` (folded in the book, one
+    click to read); True if the file changed. A page whose first code cell is not a setup cell (its code does not
+    start with ``# Setup`` or ``# Colab setup``) gets the install cell inserted before it."""
+    text = page.read_text(encoding="utf-8")
+    span = first_code_cell(text)
+    if span is None:
+        return False
+    start, end = span
+    cell = f"{INSTALL_CELL_TAGS}\n{install_cell(page, repo)}\n"
+    if _code_of(text[start:end]).startswith(("# Setup", "# Colab setup")):
+        new = text[:start] + cell + text[end:]
+    else:
+        fence = start - len(CODE_CELL_FENCE) - 1
+        new = text[:fence] + f"{CODE_CELL_FENCE}\n{cell}```\n\n" + text[fence:]
+    if new == text:
+        return False
+    page.write_text(new, encoding="utf-8")
+    return True
+
+
+def colab_twin(page: Path, index=None, repo: Path = REPO):
+    """The Colab twin of a MyST ``page`` as a notebook: its cells, output-free, markdown readable in Colab
+    (``tests/twins.py``). ``index`` (:func:`tests.twins.build_index`) is built when not given."""
     import jupytext
 
+    from tests import twins
+
+    if index is None:
+        pages = _toc_pages(repo)
+        index = twins.build_index(repo, pages, {p for p in pages if has_code(p)})
+    return twins.colab_notebook(jupytext.read(page), index, page)
+
+
+def sync_twins(repo: Path = REPO) -> list[Path]:
+    """Write ``page.ipynb`` next to every executable ``page.md``: its Colab twin (:func:`colab_twin`).
+
+    First the install cell of every page is rewritten from ``_config.yml`` (:func:`sync_install_cell`).
+    """
+    import jupytext
+
+    from tests import twins
+
+    pages = [page for page in _toc_pages(repo) if has_code(page) and page.suffix == ".md"]
+    for page in pages:
+        sync_install_cell(page, repo)
+    everything = _toc_pages(repo)
+    index = twins.build_index(repo, everything, {p for p in everything if has_code(p)})
     written = []
-    for page in executable_pages():
-        if page.suffix != ".md":
-            continue
-        notebook = jupytext.read(page)
-        for index, cell in enumerate(notebook.cells):
-            cell.id = f"cell-{index}"  # stable ids: re-syncing an unchanged page leaves its twin byte-identical
-            if cell.cell_type == "code":
-                cell.outputs, cell.execution_count = [], None
+    for page in pages:
         twin = page.with_suffix(".ipynb")
-        jupytext.write(notebook, twin, fmt="ipynb")
+        jupytext.write(colab_twin(page, index, repo), twin, fmt="ipynb")
         written.append(twin)
     return written
 

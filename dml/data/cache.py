@@ -380,7 +380,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def _progress(enabled: bool, **kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
+    from dml.utils.progress import tqdm
 
     return tqdm(disable=not enabled, leave=False, **kwargs)
 

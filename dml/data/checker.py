@@ -14,12 +14,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from dml.data.catalog import dataset_info
 from dml.data.files import DatasetNotFoundError, dataset_dir
 from dml.data.images import find_corrupt_images
 from dml.data.registry import build  # the loaders register themselves when dml.data is imported, first
+from dml.utils.progress import tqdm
 
 
 @dataclass

@@ -44,11 +44,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from dml.data.catalog import DatasetInfo, Download, dataset_info
 from dml.data.extract import safe_extract
 from dml.data.files import dataset_dir
+from dml.utils.progress import tqdm
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 import dml.data
 import dml.eval
@@ -72,6 +71,7 @@ from dml.train.checkpoint import (
 )
 from dml.train.config import Config, dump, to_dict
 from dml.utils import atomic_save_json, run_info, seed_everything
+from dml.utils.progress import tqdm
 
 log = logging.getLogger("dml.train")
 

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from tests.pages import REPO, executable_pages, toc_pages
+from tests.pages import REPO, colab_twin, executable_pages, toc_pages
 
 PAGES = executable_pages()
 IDS = [str(p.relative_to(REPO)) for p in PAGES]
@@ -20,8 +20,6 @@ def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, .
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_colab_twin_exists_without_outputs_and_matches(page: Path) -> None:
-    import jupytext
-
     twin = page.with_suffix(".ipynb")
     assert twin.is_file(), f"{twin.relative_to(REPO)} is missing; run `make twins` (jupytext --sync) and commit it"
     twin_nb = nbformat.read(twin, as_version=4)
@@ -29,7 +27,7 @@ def test_colab_twin_exists_without_outputs_and_matches(page: Path) -> None:
         i for i, c in enumerate(twin_nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)
     ]
     assert not with_outputs, f"{twin.name} has outputs in cells {with_outputs}; the twin must be output-free"
-    assert _cells(jupytext.read(page)) == _cells(twin_nb), (
+    assert _cells(colab_twin(page)) == _cells(twin_nb), (
         f"{page.name} and {twin.name} have drifted apart; run `make twins` and commit both")
 
 
@@ -53,7 +51,7 @@ def test_every_citation_is_in_the_bibliography() -> None:
     bib = (REPO / "book" / "references.bib").read_text()
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
     for page in toc_pages():
-        for group in re.findall(r"\{cite[tp]?\}`([^`]+)`", page.read_text()):
+        for group in re.findall(r"\{cite(?::[tp])?\}`([^`]+)`", page.read_text()):
             for key in group.split(","):
                 assert key.strip() in keys, f"{page.name} cites {key.strip()!r}, which book/references.bib lacks"
 

@@ -1,7 +1,9 @@
 """Mechanical checks of the course conventions (book/conventions.md) over every executable page in ``_toc.yml``.
 
 Each page opens with its objectives, ends with exercises whose solutions are hidden, cites no file outside the
-repository (``papers.md``) and keeps code lines short enough not to be clipped at a 1280 px window.
+repository (``papers.md``) and keeps code lines short enough not to be clipped at a 1280 px window. Its first code
+cell is the install cell written from the one repository URL of ``_config.yml``; the executed outputs show no machine
+paths, warnings or tracebacks; the Colab twins show no MyST markup.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pages import REPO, executable_pages
+from tests.pages import REPO, executable_pages, fresh_notebook, install_cell, repository_url
 
 MAX_CODE_LINE = 88
 OBJECTIVES_WITHIN_LINES = 40  # after the front matter
@@ -69,3 +71,86 @@ def test_the_conventions_and_notation_pages_are_in_the_book() -> None:
     toc = (REPO / "_toc.yml").read_text()
     for page in ("book/conventions", "book/notation", "book/losses"):
         assert page in toc, f"_toc.yml does not list {page}. Add it so the course conventions are built."
+
+
+# --- one repository URL, install cells, executed outputs (book/conventions.md, "Clean outputs") ---
+
+MACHINE_PATH = re.compile(r"(?<![\w.])(/tmp/|/var/folders/|/home/|/Users/|/root/|/work/|/content/|[A-Z]:\\\\Users)")
+WARNING = re.compile(r"\b\w*Warning\b|^Traceback \(most recent call last\)", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", [p for p in executable_pages() if p.suffix == ".md"], ids=lambda p: p.stem)
+def test_first_cell_installs_from_the_one_repository_url(page: Path) -> None:
+    """The first code cell is the install cell written from ``repository.url`` of _config.yml, and no other cell
+    installs anything (a fork changes the URL in one place)."""
+    import jupytext
+
+    code = [cell for cell in jupytext.read(page).cells if cell.cell_type == "code"]
+    expected = install_cell(page)
+    assert code[0].source.strip() == expected.strip(), (
+        f"the first code cell of {page.relative_to(REPO)} is not the install cell for {repository_url()} "
+        "(_config.yml). Run `python -m tests.pages --sync-twins`.")
+    others = [i for i, cell in enumerate(code[1:], 1) if re.search(r"pip install|git clone", cell.source)]
+    assert not others, f"{page.name}: code cells {others} install packages; only the first cell may."
+
+
+def _output_texts(cell) -> list[str]:
+    texts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            texts.append(output.text)
+        elif output.output_type == "error":
+            texts.append(f"Traceback (most recent call last)\n{output.ename}: {output.evalue}")
+        else:
+            data = output.get("data", {})
+            texts += [data[kind] for kind in ("text/plain", "text/markdown", "text/html") if kind in data]
+    return texts
+
+
+def output_problems(notebook) -> list[str]:
+    """Machine paths, warnings and tracebacks in the outputs of an executed notebook, one line each."""
+    problems = []
+    for number, cell in enumerate(notebook.cells):
+        for text in _output_texts(cell) if cell.cell_type == "code" else []:
+            for pattern, what in ((MACHINE_PATH, "a machine path"), (WARNING, "a warning or traceback")):
+                match = pattern.search(text)
+                if match:
+                    context = text[max(0, match.start() - 40): match.end() + 60].replace("\n", " ")
+                    problems.append(f"cell {number}: {what}: ...{context}...")
+    return problems
+
+
+def test_output_check_finds_paths_warnings_and_tracebacks() -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="/venv/tqdm/auto.py:21: TqdmWarning: IProgress not found"),
+        nbformat.v4.new_output("stream", name="stdout", text="runs in /tmp/dml-sct-4c1yzi33/runs"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue="bad", traceback=[]),
+    ]
+    clean = nbformat.v4.new_code_cell("y")
+    clean.outputs = [nbformat.v4.new_output("stream", name="stdout", text="R@1 0.74 in runs/sct (1/2)")]
+    problems = output_problems(nbformat.v4.new_notebook(cells=[cell, clean]))
+    assert len(problems) == 3 and all(p.startswith("cell 0") for p in problems), problems
+
+
+@pytest.mark.parametrize("page", executable_pages(), ids=lambda p: p.stem)
+def test_executed_outputs_have_no_paths_warnings_or_tracebacks(page: Path) -> None:
+    """The notebooks the regression run executed (``_build/test-notebooks``) when they are fresh."""
+    notebook = fresh_notebook(page)
+    if notebook is None:
+        pytest.skip(f"no fresh executed notebook of {page.stem}; run tests/book/test_notebooks.py -k {page.stem}")
+    problems = output_problems(notebook)
+    assert not problems, f"{page.stem} prints {len(problems)} unclean outputs: " + " | ".join(problems[:3])
+
+
+@pytest.mark.parametrize("page", [p for p in executable_pages() if p.suffix == ".md"], ids=lambda p: p.stem)
+def test_twin_markdown_has_no_myst_markup(page: Path) -> None:
+    """Colab shows the twin's markdown as it is: no roles, directives or targets may be left in it."""
+    import nbformat
+
+    twin = nbformat.read(page.with_suffix(".ipynb"), as_version=4)
+    markup = re.compile(r"\{[a-z:-]+\}`|^\s*(`{3,}|:{3,})\{|^\([\w:.-]+\)=\s*$", re.MULTILINE)
+    left = [i for i, cell in enumerate(twin.cells) if cell.cell_type == "markdown" and markup.search(cell.source)]
+    assert not left, f"{page.with_suffix('.ipynb').name}: MyST markup in markdown cells {left}; run --sync-twins."
