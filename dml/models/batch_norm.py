@@ -14,7 +14,7 @@ own, so nothing ties the images of a batch together. Fine-tuning recipes fix the
   "A Metric Learning Reality Check" benchmark (github.com/KevinMusgrave/powerful-benchmarker), and the MS-loss
   release (github.com/msight-tech/research-ms-loss at 8290973, ``ret_benchmark/utils/freeze_bn.py``);
 * **frozen** (statistics and :math:`\\gamma, \\beta` fixed): the ``bn_freeze`` option of the Proxy-Anchor release
-  (github.com/tjddus9597/Proxy-Anchor-CVPR2020).
+  (github.com/tjddus9597/Proxy-Anchor-CVPR2020 at 952c5af, ``code/net/resnet.py``).
 
 Those recipes fix the ImageNet statistics of a pretrained backbone. A network trained from scratch has no such
 statistics, so :class:`FixedBatchNorm2d` measures them once, on the first batch it sees in training mode (that
