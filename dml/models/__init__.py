@@ -6,6 +6,7 @@
 Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional ImageNet weights, ``small_cnn``).
 """
 
+from dml.models.batch_norm import FixedBatchNorm2d
 from dml.models.embedding import EmbeddingModel, build
 from dml.models.head import EmbeddingHead
 from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling
@@ -17,6 +18,7 @@ __all__ = [
     "AvgPool",
     "EmbeddingHead",
     "EmbeddingModel",
+    "FixedBatchNorm2d",
     "GeM",
     "MaxPool",
     "ResNetBackbone",

@@ -6,15 +6,18 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from dml.models.batch_norm import FixedBatchNorm2d
 from dml.models.registry import register_backbone
 from dml.utils.checks import check_choice
 
-_NORMS = ("batch", "group", "none")
+_NORMS = ("batch", "batch-eval", "batch-frozen", "group", "none")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
+    if kind in ("batch-eval", "batch-frozen"):
+        return FixedBatchNorm2d(channels, train_affine=kind == "batch-eval")
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
@@ -24,8 +27,12 @@ class SmallCNN(nn.Module):
     """``len(widths)`` blocks of conv3x3 -> norm -> ReLU, with 2x2 max pooling between blocks.
 
     A 32 px image gives a ``32 / 2**(len(widths) - 1)`` px feature map with ``widths[-1]`` channels.
-    ``norm="group"`` (or ``"none"``) has no batch statistics, so multi-process (DDP) training on CPU, where
-    SyncBatchNorm is unavailable, matches single-process training exactly.
+    ``norm``: ``"batch"`` (batch norm in training mode: each channel standardised over the batch),
+    ``"batch-eval"`` / ``"batch-frozen"`` (batch norm with statistics fixed after the first training batch, its
+    affine parameters trained / fixed: :class:`dml.models.batch_norm.FixedBatchNorm2d`), ``"group"`` or
+    ``"none"`` (a convolution bias instead). Only ``"batch"`` uses the statistics of every batch, so with the
+    others multi-process (DDP) training on CPU, where SyncBatchNorm is unavailable, matches single-process
+    training exactly.
     """
 
     def __init__(self, *, in_channels: int = 3, widths: Sequence[int] = (32, 64, 128), norm: str = "batch") -> None:
