@@ -26,7 +26,7 @@ element                       formula                                           
 ============================  =================================================  ==================================
 triplet ``constant``          ``T = 1``                                          every loss without triplet weight
 triplet ``nca``               ``T = σ((s_an - s_ap)/τ)``                         NCA / softmax triplet
-triplet ``circle``            ``T = σ(γ z)``, ``z = α_n(s_an - m) - α_p(s_ap - 1 + m)``  Circle loss (one pair)
+triplet ``circle``            ``T = σ(γ z)``, ``z`` in :class:`CircleTriplet`    Circle loss (one pair)
 triplet ``margin``            ``T = [s_an - s_ap + m > 0]``                      triplet margin loss
 pair ``constant``             ``(w+, w-) = (1, 1)``                              triplet, NCA
 pair ``linear``               ``(1 + m - s_ap, [s_an + m]_+)``                   Circle's α; GOAL's ``lin`` (m = 0)
