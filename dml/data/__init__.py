@@ -23,6 +23,7 @@ from dml.data.digits import DigitsDataset
 from dml.data.downloader import ChecksumError, DownloadError, LocalWriteError, ManualDownloadRequired, download
 from dml.data.extract import UnsafeArchiveError, safe_extract
 from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
+from dml.data.heldout import heldout
 from dml.data.hotels import Hotels50K
 from dml.data.images import CorruptImageError, MissingImageError, find_corrupt_images, load_image
 from dml.data.inshop import InShop
@@ -82,6 +83,7 @@ __all__ = [
     "download",
     "evaluation_split",
     "find_corrupt_images",
+    "heldout",
     "load_image",
     "open_cache",
     "register",

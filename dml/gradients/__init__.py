@@ -4,11 +4,23 @@
   from them (Xuan & Pless, arXiv:2201.11307, 2022).
 * :func:`surgery_gradient`, :func:`surgery_loss`, :class:`ExplicitGradientLoss` — updates built from chosen pull /
   push weights, a cosine or Euclidean direction, with or without the normalisation's tangent projection.
+* :func:`build_update`, :class:`GradientSurgeryLoss` (loss name ``gradient_surgery``) — an update composed of
+  gradient elements (a triplet weight, pull / push pair weights, a direction, the projection on or off), after
+  Xuan & Pless 2022 and the GOAL framework of Xuan & Chen, WACV 2023 (:mod:`dml.gradients.elements`).
 * :mod:`dml.gradients.simulation` — one step of a single triplet on the sphere, the entanglement term and the
   triplet-space vector fields of Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020.
 """
 
 from dml.gradients.decompose import Decomposition, decompose, gradient_from_weights
+from dml.gradients.elements import (
+    MINING,
+    PAIR_WEIGHTS,
+    REDUCTIONS,
+    TRIPLET_WEIGHTS,
+    GradientSurgeryLoss,
+    build_update,
+    curl,
+)
 from dml.gradients.simulation import (
     TripletField,
     UpdateRule,
@@ -36,12 +48,19 @@ from dml.gradients.surgery import (
 
 __all__ = [
     "DIRECTIONS",
+    "MINING",
+    "PAIR_WEIGHTS",
+    "REDUCTIONS",
+    "TRIPLET_WEIGHTS",
     "Decomposition",
     "ExplicitGradientLoss",
+    "GradientSurgeryLoss",
     "LossWeights",
     "TripletField",
     "UpdateRule",
+    "build_update",
     "collapse_share",
+    "curl",
     "decompose",
     "entangle",
     "euclidean_triplet_rule",

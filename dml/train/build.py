@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import dml.data
+import dml.gradients  # registers the loss 'gradient_surgery', built from gradient elements)
 import dml.losses
 import dml.models
 from dml.data.loaders import check_pipeline

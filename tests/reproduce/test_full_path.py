@@ -36,11 +36,13 @@ SHRINK = [
 PAGES = {
     "sct": ("notebooks/reproduce_sct.md", ["HN", "SHN", "SCT"]),
     "ephn": ("notebooks/reproduce_ephn.md", ["EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all"]),
+    "gradient_surgery": ("notebooks/reproduce_gradient_surgery.md", ["Surgery", "Triplet", "NCA", "MS", "SCT"]),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
     ("sct", "cub200"): ["data.sampler.p=16"],
     ("ephn", "cub200"): ["data.sampler.p=4", "data.sampler.k=8"],
+    ("gradient_surgery", "cub200"): ["data.sampler.p=16"],
     # In-Shop (queries against a gallery) and Hotels-50K (test photos against the training images): the other two
     # evaluation protocols, and Hotels-50K's instance/chain table. One pass per epoch over a few classes.
     ("sct", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
