@@ -6,7 +6,8 @@
   code (Xuan et al., WACV 2020).
 * :mod:`dml.diagnostics.spectrum` — spectral decay ρ of the embedding matrix (Roth et al., ICML 2020).
 * :mod:`dml.diagnostics.density` — π_intra, π_inter and π_ratio with the cosine distance (Roth et al., ICML 2020).
-* :mod:`dml.diagnostics.tsne` — a joint t-SNE map of training and test embeddings (van der Maaten & Hinton, 2008).
+* :mod:`dml.diagnostics.tsne` — a joint t-SNE map of training and test embeddings (van der Maaten & Hinton, 2008),
+  drawn as one map or as the released train / both / test panels.
 * :mod:`dml.diagnostics.yoked_tsne` — yoked t-SNE maps of several embeddings, pinned to a reference map (Liu et al.,
   ICML 2019 workshop).
 * :mod:`dml.diagnostics.similarity_scatter` — nearest same-class against nearest other-class similarity per image
@@ -49,8 +50,15 @@ from dml.diagnostics.similarity_histograms import (
 from dml.diagnostics.similarity_scatter import SimilarityScatter, plot_similarity_scatter, similarity_scatter
 from dml.diagnostics.spectrum import SpectralDecay, plot_spectrum, spectral_decay
 from dml.diagnostics.triplet_space import TripletSpace, hard_triplet_ratio, plot_triplet_space, triplet_space
-from dml.diagnostics.tsne import JointTSNE, joint_tsne, plot_joint_tsne
-from dml.diagnostics.yoked_tsne import YokedTSNE, map_displacement, plot_yoked_tsne, yoke_objective, yoked_tsne
+from dml.diagnostics.tsne import JointTSNE, joint_tsne, plot_joint_panels, plot_joint_tsne
+from dml.diagnostics.yoked_tsne import (
+    YokedTSNE,
+    map_displacement,
+    plot_yoked_tsne,
+    yoke_objective,
+    yoked_joint_tsne,
+    yoked_tsne,
+)
 
 __all__ = [
     "ActiveTriplets",
@@ -81,6 +89,7 @@ __all__ = [
     "plot_distance_distribution",
     "plot_epoch_curves",
     "plot_epoch_diagnostics",
+    "plot_joint_panels",
     "plot_joint_tsne",
     "plot_similarity_histograms",
     "plot_similarity_scatter",
@@ -94,5 +103,6 @@ __all__ = [
     "sphere_distance_density",
     "triplet_space",
     "yoke_objective",
+    "yoked_joint_tsne",
     "yoked_tsne",
 ]

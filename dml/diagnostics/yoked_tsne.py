@@ -46,9 +46,10 @@ from typing import Any
 import numpy as np
 
 from dml.diagnostics._inputs import as_float64_matrix, check_positive_int, unit_rows
+from dml.diagnostics.tsne import JointTSNE
 from dml.utils.checks import check_choice
 
-__all__ = ["YokedTSNE", "map_displacement", "plot_yoked_tsne", "yoke_objective", "yoked_tsne"]
+__all__ = ["YokedTSNE", "map_displacement", "plot_yoked_tsne", "yoke_objective", "yoked_joint_tsne", "yoked_tsne"]
 
 EXACT_MAX_POINTS = 500
 
@@ -262,3 +263,49 @@ def plot_yoked_tsne(
         ax.set(xticks=[], yticks=[], title=title, xlim=(low[0] - pad[0], high[0] + pad[0]))
         ax.set_ylim(low[1] - pad[1], high[1] + pad[1])
     return axes
+
+
+def yoked_joint_tsne(
+    train_embeddings: Sequence[Any],
+    train_labels: Any,
+    test_embeddings: Sequence[Any],
+    test_labels: Any,
+    **options: Any,
+) -> list[Any]:
+    """Joint t-SNE maps of train ∪ test for several embeddings (epochs, models), yoked as in ``Jointsne.py``.
+
+    Map 0 is a plain joint t-SNE of the first training and test embeddings; every later pair is yoked to it
+    (:func:`yoked_tsne` with ``options``). Returns one :class:`~dml.diagnostics.JointTSNE` per pair, for
+    :func:`~dml.diagnostics.plot_joint_tsne` or :func:`~dml.diagnostics.plot_joint_panels`. Row ``i`` is the same
+    image in every pair; no subsampling (pass the rows to map).
+    """
+
+    if len(train_embeddings) != len(test_embeddings):
+        raise ValueError(
+            f"{len(train_embeddings)} training and {len(test_embeddings)} test embeddings; pass one of each per map."
+        )
+    train_y = np.asarray(train_labels).reshape(-1)
+    test_y = np.asarray(test_labels).reshape(-1)
+    stacked = []
+    for train, test in zip(train_embeddings, test_embeddings):
+        train = as_float64_matrix(train, train_y, name="train_embeddings")
+        test = as_float64_matrix(test, test_y, name="test_embeddings")
+        if train.shape[1] != test.shape[1]:
+            raise ValueError(f"train and test embeddings have {train.shape[1]} and {test.shape[1]} dimensions.")
+        stacked.append(np.concatenate([train, test]))
+    result = yoked_tsne(stacked, **options)
+    split = np.array(["train"] * len(train_y) + ["test"] * len(test_y))
+    index = np.concatenate([np.arange(len(train_y)), np.arange(len(test_y))])
+    labels = np.concatenate([train_y, test_y])
+    return [
+        JointTSNE(
+            coords=c,
+            split=split,
+            labels=labels,
+            index=index,
+            perplexity=result.perplexity,
+            kl_divergence=kl,
+            method=result.method,
+        )
+        for c, kl in zip(result.maps, result.kl_divergences)
+    ]

@@ -11,7 +11,7 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 from sklearn.manifold import TSNE, _t_sne
 
-from dml.diagnostics import map_displacement, plot_yoked_tsne, yoke_objective, yoked_tsne
+from dml.diagnostics import map_displacement, plot_yoked_tsne, yoke_objective, yoked_joint_tsne, yoked_tsne
 
 
 def _clusters(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,3 +108,15 @@ def test_plot_draws_one_panel_per_map() -> None:
     assert [ax.get_title() for ax in axes] == ["epoch 1", "epoch 2"]
     with pytest.raises(ValueError, match="labels"):
         plot_yoked_tsne(result, labels[:5])
+
+
+def test_yoked_joint_maps_keep_splits_and_pin_later_pairs() -> None:
+    first, later, labels = _clusters(n=20)
+    maps = yoked_joint_tsne(
+        [first[:12], later[:12]], labels[:12], [first[12:], later[12:]], labels[12:], alpha=1e-2, max_iter=300
+    )
+    assert len(maps) == 2 and maps[0].split.tolist() == ["train"] * 12 + ["test"] * 8
+    assert maps[1].labels.tolist() == labels.tolist() and maps[1].index.tolist() == list(range(12)) + list(range(8))
+    assert map_displacement(maps[1].coords, maps[0].coords, align=False) < 0.05
+    with pytest.raises(ValueError, match="one of each"):
+        yoked_joint_tsne([first[:12]], labels[:12], [first[12:], later[12:]], labels[12:])
