@@ -51,11 +51,11 @@ class ActiveTriplets:
 
 
 @contextlib.contextmanager
-def _rng_preserved(miner: Any) -> Iterator[None]:
+def _rng_preserved(miner: Any, device: torch.device) -> Iterator[None]:
     generators = [g for g in [getattr(miner, "generator", None), *getattr(miner, "_generators", {}).values()] if g]
     states = [g.get_state() for g in generators]
     before = set(getattr(miner, "_generators", {}))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         yield
     for generator, state in zip(generators, states):
         generator.set_state(state)
@@ -65,7 +65,7 @@ def _rng_preserved(miner: Any) -> Iterator[None]:
 
 def _selected_triplets(loss: Any, embeddings: Tensor, sim: Tensor, labels: Tensor) -> Triplets:
     miner = loss.baseline.miner if isinstance(loss, SCTLoss) and loss.mode != "sct" else loss.miner
-    with _rng_preserved(miner):
+    with _rng_preserved(miner, embeddings.device):
         miner.observe(embeddings)
         mined = miner.mine(sim, labels)
     if not isinstance(mined, Triplets):

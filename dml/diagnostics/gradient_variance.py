@@ -18,6 +18,8 @@ the draws,
 (unit vectors), between 0 (the same direction every time) and 1 (no preferred direction). Pairs are binned by
 their mean distance over the draws; the result holds the mean ``V`` per bin. The loss factor ``ell'(D)`` is left
 out on purpose: it is the same for every draw of a pair and only rescales that pair's gradient.
+
+Memory is ``O(R N^2 D)`` (every pair's difference in every draw): meant for one batch, not a whole test set.
 """
 
 from __future__ import annotations
