@@ -33,7 +33,7 @@ import numpy as np
 from dml.diagnostics._inputs import as_float64_matrix, as_label_array, check_positive_int, unit_rows
 from dml.utils.checks import check_choice
 
-__all__ = ["EXACT_MAX_POINTS", "JointTSNE", "joint_tsne", "plot_joint_tsne"]
+__all__ = ["EXACT_MAX_POINTS", "JointTSNE", "joint_tsne", "plot_joint_panels", "plot_joint_tsne"]
 
 EXACT_MAX_POINTS = 500
 
@@ -188,3 +188,35 @@ def plot_joint_tsne(
     ax.set(xticks=[], yticks=[], xlabel="t-SNE 1", ylabel="t-SNE 2")
     ax.legend(fontsize=8, frameon=False, loc="best", markerscale=1.5)
     return ax
+
+
+def plot_joint_panels(result: JointTSNE, *, axes: Any = None, size: float = 8.0) -> Any:
+    """The three panels of the released ``Jointsne.py``: training points, both splits, test points.
+
+    Liu et al., "Visualizing How Embeddings Generalize", ICML 2019 workshop (github.com/GWUvision/
+    Embedding_visualization at 3bbbf28). The outer panels colour points by class (:func:`plot_joint_tsne` with
+    ``color_by="class"``, one split each); the middle one shows both splits, training in blue and test in orange.
+    All three share the map's limits. Returns the three axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(11.0, 3.8))
+    low, high = result.coords.min(axis=0), result.coords.max(axis=0)
+    pad = 0.05 * (high - low)
+    panels = (("train", "class"), (None, "split"), ("test", "class"))
+    for ax, (split, color_by) in zip(axes, panels):
+        keep = np.ones(len(result.split), dtype=bool) if split is None else result.split == split
+        part = JointTSNE(
+            coords=result.coords[keep],
+            split=result.split[keep],
+            labels=result.labels[keep],
+            index=result.index[keep],
+            perplexity=result.perplexity,
+            kl_divergence=result.kl_divergence,
+            method=result.method,
+        )
+        plot_joint_tsne(part, ax=ax, color_by=color_by, size=size)
+        ax.set(xlim=(low[0] - pad[0], high[0] + pad[0]), ylim=(low[1] - pad[1], high[1] + pad[1]))
+        ax.set_title({"train": "training classes", None: "both", "test": "test classes"}[split], fontsize=10)
+    return axes

@@ -3,8 +3,9 @@
 >>> miner = build("semihard", margin=0.1)
 >>> triplets = miner(embeddings, labels)   # Triplets(anchor, positive, negative)
 
-Registered miners: ``semihard`` (FaceNet), ``hardest_negative`` (batch hard), ``easy_positive`` (EPHN / EPSHN) and
-``distance_weighted`` (Wu et al. 2017). Losses accept any of them through ``miner=`` (see :func:`resolve`).
+Registered miners: ``semihard`` (FaceNet), ``hardest_negative`` (batch hard), ``easy_positive`` (EPHN / EPSHN),
+``distance_weighted`` (Wu et al. 2017) and its baseline ``uniform``. Losses accept any of them through ``miner=``
+(see :func:`resolve`).
 """
 
 from dml.mining.base import Miner, Pairs, Triplets
@@ -14,6 +15,7 @@ from dml.mining.hardest_negative import HardestNegativeMiner
 from dml.mining.registry import available, build, register, resolve
 from dml.mining.semihard import SemiHardMiner
 from dml.mining.triplet_rule import mine_triplets, resolve_triplet_rule
+from dml.mining.uniform import UniformNegativeMiner
 
 __all__ = [
     "DistanceWeightedMiner",
@@ -23,6 +25,7 @@ __all__ = [
     "Pairs",
     "SemiHardMiner",
     "Triplets",
+    "UniformNegativeMiner",
     "available",
     "build",
     "mine_triplets",

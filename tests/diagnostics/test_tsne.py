@@ -96,3 +96,13 @@ def test_plot_colours_splits_or_classes() -> None:
     assert len(np.unique(by_class.collections[0].get_facecolors(), axis=0)) == 3
     with pytest.raises(ValueError, match="color_by"):
         plot_joint_tsne(result, color_by="label")
+
+
+def test_joint_panels_show_train_both_and_test() -> None:
+    from dml.diagnostics import plot_joint_panels
+
+    train, train_y, test, test_y = _two_clusters(n=6)
+    axes = plot_joint_panels(joint_tsne(train, train_y, test, test_y, max_iter=300))
+    assert [ax.get_title() for ax in axes] == ["training classes", "both", "test classes"]
+    assert [len(ax.collections) for ax in axes] == [1, 2, 1]
+    assert axes[0].get_xlim() == axes[2].get_xlim()
