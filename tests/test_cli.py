@@ -227,6 +227,8 @@ def test_resume_with_fewer_epochs_exits_1_and_keeps_the_config(tmp_path: Path, c
     err = capsys.readouterr().err
     assert "after epoch 2, but train.epochs is 1" in err and err.count("\n") == 1 and "Traceback" not in err
     assert (out / "config.yaml").read_text() == config
+
+
 def _train_on_broken_cub(tmp_path: Path, *, pipeline: str, workers: int, damage: str, extra: tuple[str, ...] = ()):
     """`dml train` on a CUB fixture with one training image truncated (or deleted), through the CLI entry point."""
     from tests.fixtures.benchmarks import make_cub, truncate
