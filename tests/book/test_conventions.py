@@ -18,12 +18,10 @@ OBJECTIVES = re.compile(r"^#{2,3} What you will learn\s*$", re.MULTILINE)
 EXERCISES = re.compile(r"^## Exercises\s*$", re.MULTILINE)
 HIDDEN_SOLUTION = re.compile(r"^\s*`{3,}\{(dropdown|solution)[^}]*\}", re.MULTILINE)
 CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-NEXT_SESSION = "reproduction pages follow the conventions next session"
 
 
 def _param(page: Path):
-    marks = [pytest.mark.xfail(strict=True, reason=NEXT_SESSION)] if page.parent.name == "notebooks" else []
-    return pytest.param(page, id=page.stem, marks=marks)
+    return pytest.param(page, id=page.stem)
 
 
 PAGES = [_param(page) for page in executable_pages() if page.suffix == ".md"]
