@@ -67,3 +67,32 @@ def test_the_conventions_and_notation_pages_are_in_the_book() -> None:
     toc = (REPO / "_toc.yml").read_text()
     for page in ("book/conventions", "book/notation", "book/losses"):
         assert page in toc, f"_toc.yml does not list {page}. Add it so the course conventions are built."
+
+
+RECORDED_MEDIUM = sorted((REPO / "results").glob("*/synthetic-medium.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED_MEDIUM, ids=[p.parent.name for p in RECORDED_MEDIUM])
+def test_a_recorded_medium_run_matches_its_profile_and_page(path: Path) -> None:
+    """A reproduction page states its spread over seeds from ``results/<paper>/synthetic-medium.json``: the record
+    must come from the experiment's current medium profile (its seeds and methods) and be the file the page reads."""
+    import json
+
+    from dml.reproduce import load_experiment
+
+    paper = path.parent.name
+    record = json.loads(path.read_text(encoding="utf-8"))
+    experiment = load_experiment(REPO / "notebooks" / paper)
+    seeds = list(experiment.profile("medium").seeds)
+    name = path.relative_to(REPO)
+    assert record["profile"] == "medium" and record["seeds"] == seeds, (
+        f"{name} was recorded with profile {record['profile']!r}, seeds {record['seeds']}, but the medium profile of "
+        f"notebooks/{paper}/experiment.yaml has seeds {seeds}. Record it again with the command on the page."
+    )
+    per_seed = record["numbers"]["per_seed"]
+    assert set(per_seed) == set(experiment.methods), f"{name} has methods {sorted(per_seed)}, not the experiment's."
+    assert all(len(values) == len(seeds) for metrics in per_seed.values() for values in metrics.values()), (
+        f"{name} lacks a seed's value for some method; record it again with the command on the page."
+    )
+    page = (REPO / "notebooks" / f"reproduce_{paper}.md").read_text(encoding="utf-8")
+    assert f"results/{paper}/synthetic-medium.json" in page, f"notebooks/reproduce_{paper}.md does not read {name}."
