@@ -20,14 +20,10 @@ OBJECTIVES = re.compile(r"^#{2,3} What you will learn\s*$", re.MULTILINE)
 EXERCISES = re.compile(r"^## Exercises\s*$", re.MULTILINE)
 HIDDEN_SOLUTION = re.compile(r"^\s*`{3,}\{(dropdown|solution)[^}]*\}", re.MULTILINE)
 CODE_CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
-NEXT_SESSION = "reproduction pages follow the conventions next session"
-CONVENTIONAL_REPRODUCTIONS = {"reproduce_gradient_surgery"}  # written to the conventions from the start
 
 
 def _param(page: Path):
-    pending = page.parent.name == "notebooks" and page.stem not in CONVENTIONAL_REPRODUCTIONS
-    marks = [pytest.mark.xfail(strict=True, reason=NEXT_SESSION)] if pending else []
-    return pytest.param(page, id=page.stem, marks=marks)
+    return pytest.param(page, id=page.stem)
 
 
 PAGES = [_param(page) for page in executable_pages() if page.suffix == ".md"]
@@ -156,3 +152,32 @@ def test_twin_markdown_has_no_myst_markup(page: Path) -> None:
     markup = re.compile(r"\{[a-z:-]+\}`|^\s*(`{3,}|:{3,})\{|^\([\w:.-]+\)=\s*$", re.MULTILINE)
     left = [i for i, cell in enumerate(twin.cells) if cell.cell_type == "markdown" and markup.search(cell.source)]
     assert not left, f"{page.with_suffix('.ipynb').name}: MyST markup in markdown cells {left}; run --sync-twins."
+
+
+RECORDED_MEDIUM = sorted((REPO / "results").glob("*/synthetic-medium.json"))
+
+
+@pytest.mark.parametrize("path", RECORDED_MEDIUM, ids=[p.parent.name for p in RECORDED_MEDIUM])
+def test_a_recorded_medium_run_matches_its_profile_and_page(path: Path) -> None:
+    """A reproduction page states its spread over seeds from ``results/<paper>/synthetic-medium.json``: the record
+    must come from the experiment's current medium profile (its seeds and methods) and be the file the page reads."""
+    import json
+
+    from dml.reproduce import load_experiment
+
+    paper = path.parent.name
+    record = json.loads(path.read_text(encoding="utf-8"))
+    experiment = load_experiment(REPO / "notebooks" / paper)
+    seeds = list(experiment.profile("medium").seeds)
+    name = path.relative_to(REPO)
+    assert record["profile"] == "medium" and record["seeds"] == seeds, (
+        f"{name} was recorded with profile {record['profile']!r}, seeds {record['seeds']}, but the medium profile of "
+        f"notebooks/{paper}/experiment.yaml has seeds {seeds}. Record it again with the command on the page."
+    )
+    per_seed = record["numbers"]["per_seed"]
+    assert set(per_seed) == set(experiment.methods), f"{name} has methods {sorted(per_seed)}, not the experiment's."
+    assert all(len(values) == len(seeds) for metrics in per_seed.values() for values in metrics.values()), (
+        f"{name} lacks a seed's value for some method; record it again with the command on the page."
+    )
+    page = (REPO / "notebooks" / f"reproduce_{paper}.md").read_text(encoding="utf-8")
+    assert f"results/{paper}/synthetic-medium.json" in page, f"notebooks/reproduce_{paper}.md does not read {name}."
