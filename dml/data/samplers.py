@@ -15,11 +15,11 @@ github.com/littleredxh/EasyPositiveHardNegative (commit 22c3d58d56b9), whose tra
     groups of ``k``; round ``r`` takes every class's ``r``-th group.
 
 ``"sample-repeat"`` (``BalanceSampler_sample``; SOP, In-Shop, Hotels-50K: many classes, few images each)
-    Each of ``repeat`` passes draws one group of ``k`` random images per class (a round). A class with fewer than
-    ``k`` images is padded by sampling with replacement, so every group has exactly ``k`` entries. The released
-    code instead takes all of a small class's images, which breaks the ``k``-alignment of the following classes;
-    the padding here keeps the invariant at the price of duplicate positives (``PKSampler`` warns once when a class
-    has fewer than ``k`` images).
+    Each of ``repeat`` passes draws one group of ``k`` random images per class (a round). With
+    ``batching="per-round"`` a class with fewer than ``k`` images is padded by sampling with replacement, so every
+    group has exactly ``k`` entries, at the price of duplicate positives. The released code instead takes all of a
+    small class's images, which breaks the ``k``-alignment of the following classes; ``batching="released"`` does
+    the same. ``PKSampler`` warns once when a class has fewer than ``k`` images.
 
 How the rounds become batches (``batching``):
 
@@ -28,13 +28,15 @@ How the rounds become batches (``batching``):
     partial batch (``C mod p`` classes) is dropped, so an epoch has ``rounds × ⌊C / p⌋`` batches and no batch ever
     holds a class twice. ``len_max`` defaults to the largest class size rounded up to a multiple of ``k``.
 ``"released"`` (the released code's epoch)
-    The rounds are concatenated into one stream and cut into batches of ``p`` classes straight through, dropping
-    only the final partial batch (``exp_*/main.py`` of the SCT release skips a batch shorter than ``B``):
-    ``⌊rounds × C / p⌋`` batches. ``"filled"`` shuffles the class order **once** per epoch and keeps it in every
-    round (so a batch that straddles two rounds still holds ``p`` distinct classes), and its default ``len_max``
-    follows the release: the largest class size rounded to a multiple of ``k``, *down* when the remainder is below
-    ``int(0.3 k)``, else up. ``"sample-repeat"`` shuffles each pass's class order and cuts across the passes, so a
-    batch straddling two passes can hold two groups of one class, as in the release.
+    The rounds are concatenated into one stream and cut into batches of ``p k`` images straight through, dropping
+    only the final partial batch (``exp_*/main.py`` of the SCT release skips a batch shorter than ``B``).
+    ``"filled"`` shuffles the class order **once** per epoch and keeps it in every round (so a batch that straddles
+    two rounds still holds ``p`` distinct classes): ``⌊rounds × C / p⌋`` batches; its default ``len_max`` follows
+    the release: the largest class size rounded to a multiple of ``k``, *down* when the remainder is below
+    ``int(0.3 k)``, else up. ``"sample-repeat"`` shuffles each pass's class order and gives all images of a class
+    with at most ``k``, as the release does: ``⌊repeat × Σ_c min(n_c, k) / (p k)⌋`` batches, where a batch that
+    straddles two passes can hold two groups of one class and, with classes smaller than ``k``, a class's images
+    can straddle two batches.
 
 At the released SCT settings (``B = 128``, ``k = 2``) a CUB-like training split (100 classes of at most 60 images)
 gives 46 batches per epoch with ``"released"`` and 30 with ``"per-round"``; at 2,000 classes, ``B = 512``,
@@ -115,7 +117,9 @@ class PKSampler(Sampler[list[int]]):
             len_max = _released_len_max(int(sizes.max()), k) if batching == "released" else -(-sizes.max() // k) * k
         if variant == "filled" and (len_max < k or len_max % k):
             raise ValueError(f"len_max={len_max} must be a positive multiple of k={k}.")
-        _warn_small_classes(sizes, classes, k)
+        pads = not (variant == "sample-repeat" and batching == "released")
+        _warn_small_classes(sizes, classes, k, pads=pads)
+        self.class_sizes = sizes
         self.p, self.k, self.variant, self.repeat, self.len_max = p, k, variant, repeat, int(len_max)
         self.batching = batching
         self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
@@ -126,6 +130,8 @@ class PKSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         rounds = self.len_max // self.k if self.variant == "filled" else self.repeat
+        if self.batching == "released" and self.variant == "sample-repeat":  # a small class gives all it has
+            return self.repeat * int(np.minimum(self.class_sizes, self.k).sum()) // (self.p * self.k)
         if self.batching == "released":
             return rounds * len(self.class_indices) // self.p
         return rounds * (len(self.class_indices) // self.p)
@@ -175,11 +181,15 @@ class PKSampler(Sampler[list[int]]):
             yield from self._batches(rng, group_of)
 
     def _released_sample_repeat(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        passes = []
+        """``BalanceSampler_sample``: ``k`` random images of each class (all of a class with at most ``k``) in a
+        new class order per pass; the passes' stream is cut into batches of ``p k`` images."""
+        stream = []
         for _ in range(self.repeat):
-            group_of = np.stack([self._group(rng, m) for m in self.class_indices])
-            passes.append(group_of[rng.permutation(len(group_of))])
-        yield from self._cut(np.concatenate(passes))
+            groups = [m if len(m) <= self.k else rng.choice(m, self.k, replace=False) for m in self.class_indices]
+            stream.extend(groups[c] for c in rng.permutation(len(groups)))
+        flat, size = np.concatenate(stream), self.p * self.k
+        for start in range(0, len(flat) - size + 1, size):
+            yield flat[start:start + size]
 
     def _group(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
         if len(members) >= self.k:
@@ -197,13 +207,15 @@ def _released_len_max(largest: int, k: int) -> int:
     return max(rounded, k)
 
 
-def _warn_small_classes(sizes: np.ndarray, classes: np.ndarray, k: int) -> None:
-    """Warn (once per sampler) that classes smaller than ``k`` fill their groups with repeated images."""
+def _warn_small_classes(sizes: np.ndarray, classes: np.ndarray, k: int, *, pads: bool) -> None:
+    """Warn (once per sampler) about classes smaller than ``k``: padded with repeated images, or (``pads=False``,
+    the released ``sample-repeat``) contributing fewer than ``k`` images."""
     small = np.flatnonzero(sizes < k)
     if small.size == 0:
         return
     shown = ", ".join(f"{int(classes[i])}: {int(sizes[i])}" for i in small[:5]) + (", ..." if small.size > 5 else "")
+    effect = (f"so each of their groups of {k} repeats images" if pads else
+              f"so they give fewer than {k} images to a batch, and batches are not aligned to groups of {k}")
     warnings.warn(f"k={k} images per class, but {small.size} of {sizes.size} classes have fewer (class: images "
-                  f"{shown}), so each of their groups of {k} repeats images. Lower data.sampler.k (the "
-                  f"smallest class has {int(sizes.min())}) to avoid the repeats, or accept them.", UserWarning,
-                  stacklevel=3)
+                  f"{shown}), {effect}. Lower data.sampler.k (the smallest class has {int(sizes.min())}) to "
+                  "avoid it, or accept it.", UserWarning, stacklevel=3)

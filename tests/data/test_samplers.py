@@ -240,3 +240,18 @@ def test_a_class_smaller_than_k_warns_once_with_the_counts():
 def test_invalid_batching_is_refused():
     with pytest.raises(ValueError, match="batching.*'per-round'.*'released'"):
         PKSampler(LABELS, p=2, k=2, batching="stream")
+
+
+def test_released_sample_repeat_gives_all_images_of_a_class_smaller_than_k():
+    sizes = list(np.random.default_rng(5).integers(2, 13, size=300))  # SOP-like classes of 2-12 images, G = 16
+    labels = np.repeat(np.arange(300), sizes)
+    with pytest.warns(UserWarning, match="fewer than 16 images to a batch"):
+        sampler = PKSampler(labels, p=8, k=16, variant="sample-repeat", batching="released", seed=1)
+    released = released_batch_count(released_sample_stream(sizes, 16, 1, np.random.default_rng(0)), 128)
+    batches = list(sampler)
+    assert len(sampler) == len(batches) == released == sum(sizes) // 128
+    seen = np.concatenate(batches)
+    assert all(len(batch) == 128 for batch in batches)
+    assert np.unique(seen).size == seen.size, "no image is repeated: small classes are not padded"
+    runs = np.flatnonzero(np.diff(labels[seen]) != 0).size + 1
+    assert runs == np.unique(labels[seen]).size, "each class's images are contiguous in the stream"
