@@ -55,6 +55,7 @@ import dml.eval
 import dml.losses
 import dml.models
 from dml.data import loaders
+from dml.data.images import FIX, MissingImageError, bad_image_message
 from dml.train import distributed
 from dml.train.build import build_loss, build_model, build_optimizer, preflight, resolve_device
 from dml.train.callbacks import Callback, EpochCallback, EpochEndFunction, Method
@@ -398,10 +399,9 @@ def _check_image_files(data: loaders.Pipeline, name: str) -> None:
             continue
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(paths)} image files of the {getattr(split, 'split', '?')!r} split are "
-                f"missing (first: {missing[0]}); check the dataset with `dml data check {name}` and re-download or "
-                "re-extract it."
+            raise MissingImageError(
+                f"{bad_image_message(missing[0])} ({len(missing)} of the {len(paths)} image files of the "
+                f"{getattr(split, 'split', '?')!r} split are missing; `dml data check {name}` lists them.) {FIX}"
             )
 
 

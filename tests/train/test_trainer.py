@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import dml.train.trainer
+from dml.data.images import MissingImageError
 from dml.train import Callback, from_dict, load_config, train
 from dml.train.checkpoint import load_checkpoint
 from tests.fixtures.benchmarks import make_cub
@@ -135,8 +136,9 @@ def test_a_missing_test_image_is_reported_before_training(tmp_path: Path) -> Non
             steps.append(step)
 
     with pytest.raises(
-        FileNotFoundError,
-        match=r"1 of the \d+ image files of the 'test' split are missing \(first: .*`dml data check cub200`",
+        MissingImageError,
+        match=r"Image file .* is missing. \(1 of the \d+ image files of the 'test' split are missing; "
+        r"`dml data check cub200` lists them",
     ):
         train(config, callbacks=[Steps()])
     assert steps == [] and not (tmp_path / "run").exists()
