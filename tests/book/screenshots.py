@@ -61,7 +61,7 @@ window.addEventListener("load", () => setTimeout(() => {
   }
   const out = document.createElement("pre");
   out.id = "overflow-report";
-  out.textContent = JSON.stringify(found);
+  out.textContent = JSON.stringify({height: document.documentElement.scrollHeight, found});
   document.body.appendChild(out);
 }, 4000));
 </script>"""
@@ -141,7 +141,7 @@ def _html_pages() -> list[Path]:
     return [HTML / page.relative_to(REPO).with_suffix(".html") for page in toc_pages()]
 
 
-def _overflow(page: Path, probe_dir: Path) -> list[dict]:
+def _overflow(page: Path, probe_dir: Path) -> dict:
     probe = probe_dir / page.relative_to(HTML)
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", OVERFLOW_PROBE + "</body>"))
@@ -149,18 +149,14 @@ def _overflow(page: Path, probe_dir: Path) -> list[dict]:
         target = probe_dir / asset
         if (HTML / asset).exists() and not target.exists():
             target.symlink_to(HTML / asset)
-    dom = subprocess.run(
-        [*CHROMIUM, f"--window-size={WIDTH},1000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = _chromium(f"--window-size={WIDTH},1000", "--dump-dom", probe.as_uri(), timeout=120)
     report = re.search(r'<pre id="overflow-report">(.*?)</pre>', dom, re.DOTALL)
     if report is None:
-        return [{"error": "the overflow probe did not run"}]
-    return json.loads(
-        report.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    )
+        return {"height": MAX_HEIGHT, "found": [{"error": "the overflow probe did not run"}]}
+    text = report.group(1)
+    for entity, char in (("&quot;", '"'), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
+        text = text.replace(entity, char)
+    return json.loads(text)
 
 
 def _page_end(image) -> int:
@@ -177,16 +173,14 @@ def _page_end(image) -> int:
     return min(image.height, int(last) + 40)
 
 
-def _screenshot(page: Path) -> list[Path]:
+def _screenshot(page: Path, height: int) -> list[Path]:
     from PIL import Image
 
     full = OUT / f"{page.stem}-full.png"
-    subprocess.run(
-        [*CHROMIUM, f"--window-size={WIDTH},{MAX_HEIGHT}", f"--screenshot={full}", page.as_uri()],
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
+    window = min(MAX_HEIGHT, height + 200)  # a window as tall as the page: one shot, no scrolling
+    _chromium(f"--window-size={WIDTH},{window}", f"--screenshot={full}", page.as_uri())
+    if not full.is_file():
+        raise RuntimeError(f"Chromium wrote no screenshot of {page.name}")
     image = Image.open(full).convert("RGB")
     image = image.crop((0, 0, WIDTH, _page_end(image)))
     tiles = []
@@ -207,8 +201,9 @@ def shoot() -> int:
         if not page.is_file():
             print(f"{page.relative_to(REPO)} is missing: run `python -m tests.book.screenshots build` first")
             return 1
-        overflow = _overflow(page, OUT / "probe")
-        tiles = _screenshot(page)
+        probe = _overflow(page, OUT / "probe")
+        overflow = probe["found"]
+        tiles = _screenshot(page, probe["height"])
         report[page.stem] = {"tiles": [t.name for t in tiles], "overflow": overflow}
         print(f"{page.stem}: {len(tiles)} tiles, {len(overflow)} elements wider than the column", flush=True)
         for item in overflow:
