@@ -107,7 +107,8 @@ def _reuse_executed(plan: dict[str, str], config: dict) -> list[str]:
         previous = nbformat.read(executed, as_version=4)
         code = [c for c in current.cells if c.cell_type == "code"]
         old = [c for c in previous.cells if c.cell_type == "code"]
-        if [c.source for c in code] != [c.source for c in old]:
+        # the first (install) cell prints nothing off Colab: a change to it does not change the outputs
+        if [c.source for c in code[1:]] != [c.source for c in old[1:]]:
             continue
         for cell, run in zip(code, old):
             cell.outputs, cell.execution_count = run.outputs, run.execution_count
