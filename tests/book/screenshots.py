@@ -45,10 +45,11 @@ CHROMIUM = [
 # Lists elements whose right edge passes their content column or that scroll horizontally, into the DOM.
 OVERFLOW_PROBE = """<script>
 window.addEventListener("load", () => setTimeout(() => {
-  const main = document.querySelector("main") || document.body;
+  const main = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   const right = main.getBoundingClientRect().right + 1;
   const found = [];
-  const selector = "pre, table, img, .math, mjx-container, .MathJax_Display, .MathJax, .cell_output, figure";
+  const selector = "pre, table, img, .math, mjx-container, .MathJax_Display, .MathJax, .cell_output, figure, "
+    + ".pst-scrollable-table-container, .table-wrapper";
   for (const el of document.querySelectorAll(selector)) {
     const box = el.getBoundingClientRect();
     if (box.width === 0) continue;
@@ -91,6 +92,26 @@ def _chromium(*arguments: str, timeout: float = 300) -> str:
         return out
 
 
+def _unmerged(outputs: list) -> list:
+    """Outputs as the kernel wrote them: myst-nb's ``nb_merge_streams`` appends a stream output to the previous one
+    in the notebook it saves but keeps it, so reusing that notebook would print the stream twice."""
+    kept = []
+    for output in outputs:
+        previous = kept[-1] if kept else None
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+            and previous.get("text", "").endswith(output.get("text", ""))
+        ):
+            previous["text"] = previous["text"][: len(previous["text"]) - len(output["text"])]
+            if not previous["text"]:
+                kept.pop()
+        kept.append(output)
+    return kept
+
+
 def _reuse_executed(plan: dict[str, str], config: dict) -> list[str]:
     """Stage, for each page the build would execute, the outputs of the previous build's execution
     (``_build/jupyter_execute``) under the page's current text, where the page's code cells are unchanged; returns
@@ -111,7 +132,7 @@ def _reuse_executed(plan: dict[str, str], config: dict) -> list[str]:
         if [c.source for c in code[1:]] != [c.source for c in old[1:]]:
             continue
         for cell, run in zip(code, old):
-            cell.outputs, cell.execution_count = run.outputs, run.execution_count
+            cell.outputs, cell.execution_count = _unmerged(run.outputs), run.execution_count
         twin = Path(page).with_suffix(".ipynb").as_posix()
         (STAGE / page).unlink()
         nbformat.write(current, STAGE / twin)
