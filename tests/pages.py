@@ -26,11 +26,12 @@ COLAB_CHECKOUT = "/content/dml"
 INSTALL_CELL_TAGS = ":tags: [hide-cell]"
 
 # The first code cell of every executable page. {url} is ``repository.url`` of _config.yml and {folder} the
-# page's folder; `python -m tests.pages --sync-twins` writes it into every page and twin. Lines <= 88 characters.
+# page's folder; `python -m tests.pages --sync-twins` writes it into every page and twin. Lines <= 84 characters:
+# the cell is folded (hide-cell), and the fold's padding narrows it at 1280 px.
 INSTALL_CELL = """\
-# Setup, the same first cell on every page (tests/pages.py writes it from _config.yml).
-# On Google Colab: clone the course repository, install it, work in this page's folder.
-# Elsewhere: check that the dml package is installed, else say how to install it.
+# Setup: the same first cell on every page, written from _config.yml.
+# On Colab: clone the course repository, install it, work in this page's folder.
+# Elsewhere: check that dml is installed, else say how to install it.
 import os
 import subprocess
 import sys

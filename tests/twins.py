@@ -6,11 +6,11 @@ markdown cells are therefore rewritten (the code cells are left as they are, so 
 * ``{cite:p}`a,b``` -> "(Author et al., 2020a; Other, 2019)" and ``{cite:t}`a``` -> "Author et al. (2020a)", with
   the labels of the book's bibliography (``book/_ext/authoryear.py``);
 * ``{doc}`page``` -> a link to the page's title (its Colab twin when it has one, else the page on GitHub);
-* ``{ref}`label``` -> the section's title, ``{numref}`fig-x``` -> "Figure N" (N counted per page, as the book
-  numbers them), both linked when the target is on another page;
+* ``{ref}`label``` -> the section's title, ``{numref}`fig-x``` -> "Fig. N" (N counted across the pages in the
+  order of ``_toc.yml``, as the book numbers them), both linked when the target is on another page;
 * ``{note}`` and other admonitions -> a quoted paragraph, ``{dropdown}`` -> an HTML ``<details>`` block,
   ``(label)=`` targets -> removed;
-* every figure's caption (``mystnb.figure.caption`` of a code cell) -> a markdown cell "**Figure N.** caption"
+* every figure's caption (``mystnb.figure.caption`` of a code cell) -> a markdown cell "**Fig. N.** caption"
   right under the cell that draws it.
 """
 
@@ -143,6 +143,11 @@ def build_index(repo: Path, pages: list[Path], executable: set[Path]) -> BookInd
     spec.loader.exec_module(authoryear)
     labels = authoryear.citation_labels(repo / "book" / "references.bib")
     infos = {page: scan_page(repo, page, page in executable) for page in pages}
+    number = 0  # the book numbers figures across pages, in the order of the table of contents
+    for info in infos.values():
+        for name in info.figures:
+            number += 1
+            info.figures[name] = number
     return BookIndex(repo, infos, labels)
 
 
@@ -188,7 +193,7 @@ def _role(match: re.Match, index: BookIndex, page: Path) -> str:
         return _linked(text or (info.sections[target] if info else target), info, page)
     info = index.page_of(target, "figures")
     number = info.figures[target] if info else "?"
-    label = text.replace("%s", str(number)) if text else f"Figure {number}"
+    label = text.replace("%s", str(number)) if text else f"Fig. {number}"
     return label if info is None or info.path == page else f"{label} of {_linked(info.title, info, page)}"
 
 
@@ -233,7 +238,7 @@ def _caption_cell(cell: Any, index: BookIndex, page: Path) -> Any | None:
         return None
     number = index.pages[page].figures.get(figure.get("name"), "")
     text = " ".join(readable_markdown(caption, index, page).split())
-    return nbformat.v4.new_markdown_cell(f"**Figure {number}.** {text}".replace("Figure .", "Figure."))
+    return nbformat.v4.new_markdown_cell(f"**Fig. {number}.** {text}")
 
 
 def colab_notebook(notebook: Any, index: BookIndex, page: Path) -> Any:

@@ -45,10 +45,11 @@ CHROMIUM = [
 # Lists elements whose right edge passes their content column or that scroll horizontally, into the DOM.
 OVERFLOW_PROBE = """<script>
 window.addEventListener("load", () => setTimeout(() => {
-  const main = document.querySelector("main") || document.body;
+  const main = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
   const right = main.getBoundingClientRect().right + 1;
   const found = [];
-  const selector = "pre, table, img, .math, mjx-container, .MathJax_Display, .MathJax, .cell_output, figure";
+  const selector = "pre, table, img, .math, mjx-container, .MathJax_Display, .MathJax, .cell_output, figure, "
+    + ".pst-scrollable-table-container, .table-wrapper";
   for (const el of document.querySelectorAll(selector)) {
     const box = el.getBoundingClientRect();
     if (box.width === 0) continue;
@@ -61,7 +62,7 @@ window.addEventListener("load", () => setTimeout(() => {
   }
   const out = document.createElement("pre");
   out.id = "overflow-report";
-  out.textContent = JSON.stringify(found);
+  out.textContent = JSON.stringify({height: document.documentElement.scrollHeight, found});
   document.body.appendChild(out);
 }, 4000));
 </script>"""
@@ -91,6 +92,26 @@ def _chromium(*arguments: str, timeout: float = 300) -> str:
         return out
 
 
+def _unmerged(outputs: list) -> list:
+    """Outputs as the kernel wrote them: myst-nb's ``nb_merge_streams`` appends a stream output to the previous one
+    in the notebook it saves but keeps it, so reusing that notebook would print the stream twice."""
+    kept = []
+    for output in outputs:
+        previous = kept[-1] if kept else None
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+            and previous.get("text", "").endswith(output.get("text", ""))
+        ):
+            previous["text"] = previous["text"][: len(previous["text"]) - len(output["text"])]
+            if not previous["text"]:
+                kept.pop()
+        kept.append(output)
+    return kept
+
+
 def _reuse_executed(plan: dict[str, str], config: dict) -> list[str]:
     """Stage, for each page the build would execute, the outputs of the previous build's execution
     (``_build/jupyter_execute``) under the page's current text, where the page's code cells are unchanged; returns
@@ -107,10 +128,11 @@ def _reuse_executed(plan: dict[str, str], config: dict) -> list[str]:
         previous = nbformat.read(executed, as_version=4)
         code = [c for c in current.cells if c.cell_type == "code"]
         old = [c for c in previous.cells if c.cell_type == "code"]
-        if [c.source for c in code] != [c.source for c in old]:
+        # the first (install) cell prints nothing off Colab: a change to it does not change the outputs
+        if [c.source for c in code[1:]] != [c.source for c in old[1:]]:
             continue
         for cell, run in zip(code, old):
-            cell.outputs, cell.execution_count = run.outputs, run.execution_count
+            cell.outputs, cell.execution_count = _unmerged(run.outputs), run.execution_count
         twin = Path(page).with_suffix(".ipynb").as_posix()
         (STAGE / page).unlink()
         nbformat.write(current, STAGE / twin)
@@ -141,7 +163,7 @@ def _html_pages() -> list[Path]:
     return [HTML / page.relative_to(REPO).with_suffix(".html") for page in toc_pages()]
 
 
-def _overflow(page: Path, probe_dir: Path) -> list[dict]:
+def _overflow(page: Path, probe_dir: Path) -> dict:
     probe = probe_dir / page.relative_to(HTML)
     probe.parent.mkdir(parents=True, exist_ok=True)
     probe.write_text(page.read_text(encoding="utf-8").replace("</body>", OVERFLOW_PROBE + "</body>"))
@@ -149,18 +171,14 @@ def _overflow(page: Path, probe_dir: Path) -> list[dict]:
         target = probe_dir / asset
         if (HTML / asset).exists() and not target.exists():
             target.symlink_to(HTML / asset)
-    dom = subprocess.run(
-        [*CHROMIUM, f"--window-size={WIDTH},1000", "--dump-dom", probe.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = _chromium(f"--window-size={WIDTH},1000", "--dump-dom", probe.as_uri(), timeout=120)
     report = re.search(r'<pre id="overflow-report">(.*?)</pre>', dom, re.DOTALL)
     if report is None:
-        return [{"error": "the overflow probe did not run"}]
-    return json.loads(
-        report.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
-    )
+        return {"height": MAX_HEIGHT, "found": [{"error": "the overflow probe did not run"}]}
+    text = report.group(1)
+    for entity, char in (("&quot;", '"'), ("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
+        text = text.replace(entity, char)
+    return json.loads(text)
 
 
 def _page_end(image) -> int:
@@ -177,16 +195,14 @@ def _page_end(image) -> int:
     return min(image.height, int(last) + 40)
 
 
-def _screenshot(page: Path) -> list[Path]:
+def _screenshot(page: Path, height: int) -> list[Path]:
     from PIL import Image
 
     full = OUT / f"{page.stem}-full.png"
-    subprocess.run(
-        [*CHROMIUM, f"--window-size={WIDTH},{MAX_HEIGHT}", f"--screenshot={full}", page.as_uri()],
-        capture_output=True,
-        timeout=300,
-        check=True,
-    )
+    window = min(MAX_HEIGHT, height + 200)  # a window as tall as the page: one shot, no scrolling
+    _chromium(f"--window-size={WIDTH},{window}", f"--screenshot={full}", page.as_uri())
+    if not full.is_file():
+        raise RuntimeError(f"Chromium wrote no screenshot of {page.name}")
     image = Image.open(full).convert("RGB")
     image = image.crop((0, 0, WIDTH, _page_end(image)))
     tiles = []
@@ -207,8 +223,9 @@ def shoot() -> int:
         if not page.is_file():
             print(f"{page.relative_to(REPO)} is missing: run `python -m tests.book.screenshots build` first")
             return 1
-        overflow = _overflow(page, OUT / "probe")
-        tiles = _screenshot(page)
+        probe = _overflow(page, OUT / "probe")
+        overflow = probe["found"]
+        tiles = _screenshot(page, probe["height"])
         report[page.stem] = {"tiles": [t.name for t in tiles], "overflow": overflow}
         print(f"{page.stem}: {len(tiles)} tiles, {len(overflow)} elements wider than the column", flush=True)
         for item in overflow:

@@ -105,14 +105,14 @@ def test_roles_become_text_and_links(tmp_path: Path) -> None:
     text = readable_markdown(PAGE_A.split("# Page A")[1], index, pages[0])
     assert "(Xuan et al., 2020a; Xuan et al., 2020b)" in text  # "Hard ..." sorts before "Improved ..."
     assert "Sohn (2016)" in text
-    assert "see Figure 2 and\nThe introduction" in text  # numbered per page, in order; a same-page ref is plain
+    assert "see Fig. 2 and\nThe introduction" in text  # numbered in toc order, as the book does; same page: plain
     assert "[Page B](https://github.com/someone/fork/blob/main/book/b.md)" in text  # no code: the page on GitHub
     assert "(sec-intro)=" not in text and "{" not in text.split("```{code-cell}")[0]
     assert "> **Note.**\n> A note on two lines,\n> the second." in text
     assert "   <details><summary>Solution</summary>\n\n   The answer.\n\n   </details>" in text
     back = readable_markdown(PAGE_B, index, pages[1])
     colab = "https://colab.research.google.com/github/someone/fork/blob/main/book/a.ipynb"
-    assert f"Figure 1 of [Page A]({colab})" in back and f"[the intro]({colab})" in back
+    assert f"Fig. 1 of [Page A]({colab})" in back and f"[the intro]({colab})" in back
 
 
 def test_sync_writes_the_install_cell_from_config_and_caption_cells(tmp_path: Path) -> None:
@@ -124,10 +124,10 @@ def test_sync_writes_the_install_cell_from_config_and_caption_cells(tmp_path: Pa
     twin = nbformat.read(repo / "book/a.ipynb", as_version=4)
     code = [c for c in twin.cells if c.cell_type == "code"]
     assert code[0].source == install_cell(repo / "book/a.md", repo) and not any(c.outputs for c in code)
-    captions = [c.source for c in twin.cells if c.cell_type == "markdown" and c.source.startswith("**Figure")]
+    captions = [c.source for c in twin.cells if c.cell_type == "markdown" and c.source.startswith("**Fig.")]
     assert captions == [
-        "**Figure 1.** The first figure, after Oh Song and Xiang (2016).",
-        "**Figure 2.** The second figure.",
+        "**Fig. 1.** The first figure, after Oh Song and Xiang (2016).",
+        "**Fig. 2.** The second figure.",
     ]
     before = (repo / "book/a.ipynb").read_bytes()
     sync_twins(repo)
