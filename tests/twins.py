@@ -8,6 +8,7 @@ markdown cells are therefore rewritten (the code cells are left as they are, so 
 * ``{doc}`page``` -> a link to the page's title (its Colab twin when it has one, else the page on GitHub);
 * ``{ref}`label``` -> the section's title, ``{numref}`fig-x``` -> "Fig. N" (N counted across the pages in the
   order of ``_toc.yml``, as the book numbers them), both linked when the target is on another page;
+* ``{glue:text}`name``` (a number a cell computes) -> the name in code font, "(computed by the code above)";
 * ``{note}`` and other admonitions -> a quoted paragraph, ``{dropdown}`` -> an HTML ``<details>`` block,
   ``(label)=`` targets -> removed;
 * every figure's caption (``mystnb.figure.caption`` of a code cell) -> a markdown cell "**Fig. N.** caption"
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-ROLE = re.compile(r"\{(cite:p|cite:t|cite|doc|ref|numref|eq|math)\}`([^`]*)`")
+ROLE = re.compile(r"\{(cite:p|cite:t|cite|doc|ref|numref|eq|math|glue:text|glue)\}`([^`]*)`")
 EXPLICIT = re.compile(r"^(.*?)\s*<([^<>]+)>$", re.DOTALL)
 TARGET = re.compile(r"^\(([\w:.-]+)\)=\s*$")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*$")
@@ -181,6 +182,8 @@ def _role(match: re.Match, index: BookIndex, page: Path) -> str:
         return _cite(content, role, index, page)
     if role == "math":
         return f"${content}$"
+    if role.startswith("glue"):
+        return f"`{content.split(':')[0]}` (computed by the code above)"
     explicit = EXPLICIT.match(content)
     text, target = (explicit.group(1), explicit.group(2)) if explicit else (None, content)
     if role == "eq":

@@ -108,6 +108,8 @@ def test_roles_become_text_and_links(tmp_path: Path) -> None:
     assert "see Fig. 2 and\nThe introduction" in text  # numbered in toc order, as the book does; same page: plain
     assert "[Page B](https://github.com/someone/fork/blob/main/book/b.md)" in text  # no code: the page on GitHub
     assert "(sec-intro)=" not in text and "{" not in text.split("```{code-cell}")[0]
+    glued = readable_markdown("R@1 is {glue:text}`r1:.3f` here.", index, pages[0])
+    assert glued == "R@1 is `r1` (computed by the code above) here."
     assert "> **Note.**\n> A note on two lines,\n> the second." in text
     assert "   <details><summary>Solution</summary>\n\n   The answer.\n\n   </details>" in text
     back = readable_markdown(PAGE_B, index, pages[1])
