@@ -135,7 +135,8 @@ def test_output_check_finds_paths_warnings_and_tracebacks() -> None:
 
 @pytest.mark.parametrize("page", executable_pages(), ids=lambda p: p.stem)
 def test_executed_outputs_have_no_paths_warnings_or_tracebacks(page: Path) -> None:
-    """The notebooks the regression run executed (``_build/test-notebooks``) when they are fresh."""
+    """The notebooks the regression run executed (``_build/test-notebooks``) when they are fresh. In CI this module
+    runs before the pages are executed, so ``test_notebooks.py`` applies the same check right after each run."""
     notebook = fresh_notebook(page)
     if notebook is None:
         pytest.skip(f"no fresh executed notebook of {page.stem}; run tests/book/test_notebooks.py -k {page.stem}")

@@ -83,7 +83,10 @@ def test_pages_are_found() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
 def test_page_smoke_profile(page: Path, request: pytest.FixtureRequest) -> None:
     import jupytext
+    import nbformat
     import papermill
+
+    from tests.book.test_conventions import output_problems
 
     name = baseline_name(page)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
@@ -122,3 +125,5 @@ def test_page_smoke_profile(page: Path, request: pytest.FixtureRequest) -> None:
     baseline = json.loads(baseline_path.read_text())
     problems = compare(numbers, baseline["numbers"], baseline)
     assert not problems, f"{page.relative_to(REPO)} drifted from its baseline:\n  " + "\n  ".join(problems)
+    unclean = output_problems(nbformat.read(ARTEFACTS / f"{name}.ipynb", as_version=4))
+    assert not unclean, f"{page.relative_to(REPO)} prints {len(unclean)} unclean outputs: " + " | ".join(unclean[:3])
