@@ -15,13 +15,11 @@ killed between the two steps leaves the previous checkpoint, which the manifest 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +31,7 @@ from torch import nn
 
 from dml.eval.protocol import resolve_protocol
 from dml.train.config import Config, ConfigError, from_dict, to_dict
-from dml.utils import atomic_save_json
+from dml.utils import atomic_save_json, atomic_write
 
 FORMAT = "dml-checkpoint"
 VERSION = 2
@@ -121,25 +119,17 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     the current one as ``previous_sha256``), then the file is moved into place: whenever the process dies, the
     ``checkpoint.pt`` on disk is one the manifest vouches for. An error leaves the previous checkpoint untouched."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     manifest_path = path.parent / MANIFEST
     files = _read_manifest(manifest_path, missing_ok=True, corrupt_ok=True)
     previous = _vouched_digest(path, files.get(path.name))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the permissions open() would
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        digest, size = _sha256(Path(tmp))
+
+    def record(tmp: Path) -> None:
+        digest, size = _sha256(tmp)
         files[path.name] = {"sha256": digest, "bytes": size, "epoch": state.get("epoch"), "previous_sha256": previous}
         atomic_save_json({"format": "dml-run-manifest", "version": 1, "files": files}, manifest_path)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+
+    with atomic_write(path, "wb", before_replace=record) as handle:
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -235,12 +225,6 @@ def _sha256(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _detail(err: BaseException) -> str:

@@ -10,14 +10,19 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on a clean exit move it onto ``path``, on an error delete it."""
+def atomic_write(
+    path: str | os.PathLike, mode: str = "wb", *, before_replace: Callable[[Path], None] | None = None
+) -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path``; on a clean exit move it onto ``path``, on an error delete it.
+
+    ``before_replace(tmp)``, if given, runs once the temporary file is complete and fsync'ed, right before it is
+    moved into place (e.g. to record its checksum); an error there leaves ``path`` untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,6 +32,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -45,14 +52,6 @@ def atomic_save_json(obj: Any, path: str | os.PathLike, *, indent: int = 2) -> N
     with atomic_write(path, "w") as handle:
         json.dump(obj, handle, indent=indent, sort_keys=True, default=_json_default)
         handle.write("\n")
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically: a crash mid-save leaves the previous checkpoint intact."""
-    import torch
-
-    with atomic_write(path, "wb") as handle:
-        torch.save(obj, handle)
 
 
 def _json_default(value: Any) -> Any:
