@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -50,6 +51,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
 from dml.data.cache import CachedDataset, build_cache, open_cache
 from dml.data.catalog import CATALOG
+from dml.data.images import FIX, MissingImageError, bad_image_message
 from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
@@ -139,6 +141,26 @@ def check_protocol(data: DataConfig, protocol: str = "auto") -> None:
         raise ConfigError(f"Config key 'data.eval_split': protocol {resolved!r} takes its queries from the test "
                           f"split, but data.eval_split is {d.eval_split!r}; set data.eval_split=test (or "
                           "eval.protocol=self to evaluate another split by self-retrieval).")
+
+
+def check_image_files(data: Pipeline, name: str) -> None:
+    """Before training (:mod:`dml.train.trainer`): every image file that the training and evaluation splits list
+    exists (a missing test image would otherwise stop the run only at its first evaluation); ``MissingImageError``
+    otherwise. Decoding is left to ``dml data check --decode``."""
+    splits = [data.train_set]
+    if data.evaluation is not None:
+        for part in (data.evaluation.data, data.evaluation.gallery):
+            splits.append(getattr(part, "dataset", part))
+    for split in splits:
+        paths = getattr(split, "paths", None)
+        if paths is None:
+            continue
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise MissingImageError(
+                f"{bad_image_message(missing[0])} ({len(missing)} of the {len(paths)} image files of the "
+                f"{getattr(split, 'split', '?')!r} split are missing; `dml data check {name}` lists them.) {FIX}"
+            )
 
 
 def normalization(augment: AugmentConfig, cache: Any = None) -> Stats:

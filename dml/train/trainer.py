@@ -55,7 +55,6 @@ import dml.eval
 import dml.losses
 import dml.models
 from dml.data import loaders
-from dml.data.images import FIX, MissingImageError, bad_image_message
 from dml.train import distributed
 from dml.train.build import build_loss, build_model, build_optimizer, preflight, resolve_device
 from dml.train.callbacks import Callback, EpochCallback, EpochEndFunction, Method
@@ -206,7 +205,7 @@ def _build_run(
         device=device,
         barrier=distributed.barrier,
     )
-    _check_image_files(data, config.data.name)
+    loaders.check_image_files(data, config.data.name)
     # Re-seed: the initial weights must not depend on whether a dataset was generated or read from its cache,
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
@@ -384,25 +383,6 @@ def _remove_orphans(out: Path) -> None:
         path.unlink(missing_ok=True)
     if orphans:
         log.info(f"removed {len(orphans)} unfinished temporary file(s) of a killed write from {out}.")
-
-
-def _check_image_files(data: loaders.Pipeline, name: str) -> None:
-    """Before training: every image file that the training and evaluation splits list exists (a missing test image
-    would otherwise stop the run only at its first evaluation). Decoding is left to ``dml data check --decode``."""
-    splits = [data.train_set]
-    if data.evaluation is not None:
-        for part in (data.evaluation.data, data.evaluation.gallery):
-            splits.append(getattr(part, "dataset", part))
-    for split in splits:
-        paths = getattr(split, "paths", None)
-        if paths is None:
-            continue
-        missing = [p for p in paths if not Path(p).is_file()]
-        if missing:
-            raise MissingImageError(
-                f"{bad_image_message(missing[0])} ({len(missing)} of the {len(paths)} image files of the "
-                f"{getattr(split, 'split', '?')!r} split are missing; `dml data check {name}` lists them.) {FIX}"
-            )
 
 
 def _epoch_end_callbacks(run: _Run, epoch: int, record: dict[str, Any]) -> None:
