@@ -148,12 +148,13 @@ class PKSampler(Sampler[list[int]]):
 
     def _batches(self, rng: np.random.Generator, group_of: np.ndarray) -> Iterator[np.ndarray]:
         """Shuffle classes, cut into batches of ``p``; ``group_of[c]`` holds class ``c``'s ``k`` indices."""
-        yield from self._cut(group_of[rng.permutation(len(group_of))])
+        yield from self._cut(group_of[rng.permutation(len(group_of))].reshape(-1))
 
-    def _cut(self, groups: np.ndarray) -> Iterator[np.ndarray]:
-        """Consecutive runs of ``p`` groups of ``k`` (a trailing partial run is dropped), each flattened."""
-        for start in range(0, len(groups) - self.p + 1, self.p):
-            yield groups[start:start + self.p].reshape(-1)
+    def _cut(self, stream: np.ndarray) -> Iterator[np.ndarray]:
+        """Consecutive batches of ``p k`` indices of the 1-D ``stream`` (a trailing partial batch is dropped)."""
+        size = self.p * self.k
+        for start in range(0, len(stream) - size + 1, size):
+            yield stream[start:start + size]
 
     def _table(self, rng: np.random.Generator) -> np.ndarray:
         """``(C, len_max / k, k)``: every class padded (with replacement) or subsampled to ``len_max``, shuffled."""
@@ -173,7 +174,7 @@ class PKSampler(Sampler[list[int]]):
 
     def _released_filled(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         table = self._table(rng)[rng.permutation(len(self.class_indices))]  # one class order for every round
-        yield from self._cut(table.transpose(1, 0, 2).reshape(-1, self.k))
+        yield from self._cut(table.transpose(1, 0, 2).reshape(-1))
 
     def _sample_repeat(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
         for _ in range(self.repeat):
@@ -187,9 +188,7 @@ class PKSampler(Sampler[list[int]]):
         for _ in range(self.repeat):
             groups = [m if len(m) <= self.k else rng.choice(m, self.k, replace=False) for m in self.class_indices]
             stream.extend(groups[c] for c in rng.permutation(len(groups)))
-        flat, size = np.concatenate(stream), self.p * self.k
-        for start in range(0, len(flat) - size + 1, size):
-            yield flat[start:start + size]
+        yield from self._cut(np.concatenate(stream))
 
     def _group(self, rng: np.random.Generator, members: np.ndarray) -> np.ndarray:
         if len(members) >= self.k:
