@@ -122,10 +122,9 @@ def retrieval_metrics(
     """
     x = as_embedding_tensor(embeddings, labels)
     y = _checked_labels(as_label_array(labels), "labels")
-    include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, lone_queries, METRIC_NAMES)
     if metric == "cosine":
         _check_directions(x, "embeddings")
-    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     (codes,) = encode_labels(y)
     result: dict[str, float | int] = {}
     k_max, cap = _capped_k_max(ks, x.shape[0] - 1) if "recall" in include else (None, None)
@@ -188,11 +187,10 @@ def query_gallery_metrics(
     g = g.to(device=q.device, dtype=q.dtype) if (g.device != q.device or g.dtype != q.dtype) else g
     yq = _checked_labels(as_label_array(query_labels), "query_labels")
     yg = _checked_labels(as_label_array(gallery_labels), "gallery_labels")
-    include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, METRIC_NAMES)
+    include, ks, metric, chunk_size = _check_options(include, ks, metric, chunk_size, lone_queries, METRIC_NAMES)
     if metric == "cosine":
         _check_directions(q, "query_embeddings")
         _check_directions(g, "gallery_embeddings")
-    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     q_codes, g_codes = encode_labels(yq, yg)
     result: dict[str, float | int] = {}
     k_max, cap = _capped_k_max(ks, g.shape[0]) if "recall" in include else (None, None)
@@ -223,7 +221,8 @@ def query_gallery_metrics(
     return result
 
 
-def _check_options(include, ks, metric, chunk_size, valid):
+def _check_options(include, ks, metric, chunk_size, lone_queries, valid):
+    check_choice(lone_queries, LONE_QUERIES, name="lone_queries")
     return check_include(include, valid), check_ks(ks), check_metric(metric), check_chunk_size(chunk_size)
 
 
