@@ -120,31 +120,29 @@ def test_gather_is_the_identity_without_a_process_group() -> None:
     assert gather_with_grad(x) is x and gather(x) is x
 
 
+#: A two-epoch run on 8 synthetic classes that two processes (or two nodes, ``test_multinode.py``) share.
+TINY_DDP = [
+    "device=cpu",
+    "seed=5",
+    "deterministic=false",
+    "data.kwargs={num_classes: 8, images_per_class: 8, modes_per_class: 1, image_size: 16}",
+    "data.sampler={variant: filled, p: 4, k: 2}",
+    "model.backbone_kwargs={widths: [8, 16], norm: group}",
+    "model.embedding_dim=8",
+    "loss.name=triplet",
+    "loss.kwargs={margin: 0.2}",
+    "optim.name=sgd",
+    "optim.lr=0.5",
+    "optim.momentum=0.9",
+    "train.epochs=2",
+    "eval.every=0",
+    "eval.include=[recall]",
+    "eval.ks=[1]",
+]
+
+
 def _config(output_dir: Path, data_root: Path):
-    return load_config(
-        None,
-        [
-            f"output_dir={output_dir}",
-            f"data.root={data_root}",
-            "device=cpu",
-            "seed=5",
-            "deterministic=false",
-            "data.kwargs={num_classes: 8, images_per_class: 8, modes_per_class: 1, image_size: 16}",
-            "data.sampler={variant: filled, p: 4, k: 2}",
-            "model.backbone_kwargs={widths: [8, 16], norm: group}",
-            "model.embedding_dim=8",
-            "model.pooling=gem",
-            "loss.name=triplet",
-            "loss.kwargs={margin: 0.2}",
-            "optim.name=sgd",
-            "optim.lr=0.5",
-            "optim.momentum=0.9",
-            "train.epochs=2",
-            "eval.every=0",
-            "eval.include=[recall]",
-            "eval.ks=[1]",
-        ],
-    )
+    return load_config(None, [f"output_dir={output_dir}", f"data.root={data_root}", *TINY_DDP, "model.pooling=gem"])
 
 
 def _train_worker(rank: int, port: int, output_dir: str, data_root: str) -> None:

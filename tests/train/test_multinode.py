@@ -9,7 +9,6 @@ run in a single process; only rank 0 (node 0) writes the run's files.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ import torch.distributed as dist
 
 from dml.train import load_config, load_model, train
 from tests.pages import REPO
+from tests.train.test_distributed import TINY_DDP as OVERRIDES
+from tests.train.test_distributed import _free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,31 +29,6 @@ pytestmark = [
         not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is unavailable"
     ),
 ]
-
-OVERRIDES = [
-    "device=cpu",
-    "seed=5",
-    "deterministic=false",
-    "data.kwargs={num_classes: 8, images_per_class: 8, modes_per_class: 1, image_size: 16}",
-    "data.sampler={variant: filled, p: 4, k: 2}",
-    "model.backbone_kwargs={widths: [8, 16], norm: group}",
-    "model.embedding_dim=8",
-    "loss.name=triplet",
-    "loss.kwargs={margin: 0.2}",
-    "optim.name=sgd",
-    "optim.lr=0.5",
-    "optim.momentum=0.9",
-    "train.epochs=2",
-    "eval.every=0",
-    "eval.include=[recall]",
-    "eval.ks=[1]",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _node(node_rank: int, port: int, output_dir: Path, data_root: Path) -> subprocess.Popen:

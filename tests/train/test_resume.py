@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from dml.train import ConfigError, load_config, train
 from dml.train.callbacks import Callback
@@ -38,14 +37,6 @@ TINY = {
     "train": {"epochs": 3, "log_every": 1},
     "eval": {"every": 1, "ks": [1, 2, 4]},
 }
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> Path:
-    (tmp_path / "data").mkdir()
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "root": str(tmp_path / "data")}}))
-    return path
 
 
 def _cli(config: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.CompletedProcess:

@@ -8,22 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import dml.train.trainer
 from dml.data.images import MissingImageError
 from dml.train import Callback, from_dict, load_config, train
 from dml.train.checkpoint import load_checkpoint
 from tests.fixtures.benchmarks import make_cub
-from tests.train.test_resume import TINY
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> Path:
-    (tmp_path / "data").mkdir()
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY, "data": {**TINY["data"], "root": str(tmp_path / "data")}}))
-    return path
 
 
 def _files(folder: Path) -> dict[str, bytes]:
