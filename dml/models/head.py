@@ -30,3 +30,15 @@ class EmbeddingHead(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         x = self.fc(self.pool(features))
         return F.normalize(x, p=2, dim=1) if self.normalize else x
+
+    def local(self, features: Tensor) -> Tensor:
+        """The linear projection applied at every cell of the feature map, before pooling and normalisation.
+
+        Returns ``(B, H*W, embedding_dim)`` (cells in row-major order): ``z_i = W phi_i(x) + b``. With average
+        pooling, ``W mean_i(phi_i) + b = mean_i(z_i)``, so the pooled embedding is the mean of these local
+        embeddings (before normalisation); spatial similarity maps (Stylianou et al., WACV 2019) and structural
+        matching (DIML, Zhao et al., ICCV 2021) compare them.
+        """
+        if features.dim() != 4:
+            raise ValueError(f"local expects a feature map (B, C, H, W); got shape {tuple(features.shape)}.")
+        return self.fc(features.flatten(2).transpose(1, 2))
