@@ -12,6 +12,10 @@ One call embeds a dataset and returns, under ``{prefix}<name>`` keys:
   Generalization Performance in Deep Metric Learning", ICML 2020, arXiv:2002.08473
   (:mod:`dml.diagnostics.spectrum`);
 * ``pi_intra``, ``pi_inter``, ``pi_ratio``: their embedding-space density (:mod:`dml.diagnostics.density`);
+* ``beta``, ``beta_std``, ``beta_min``, ``beta_max`` (:func:`margin_beta`, from the loss rather than the embedding):
+  the learned boundary β of the margin loss of Wu, Manmatha, Smola & Krähenbühl, "Sampling Matters in Deep
+  Embedding Learning", ICCV 2017, arXiv:1706.07567, summarised over its entries (one per class, or one scalar);
+  :class:`dml.reproduce.MarginBetaLog` records it through the trainer's ``on_loss_built`` hook;
 * ``mean_similarity``: the mean cosine similarity over all pairs of distinct images, the plainest collapse
   indicator (1 when every embedding is the same direction), computed in O(N D) as
   ``(‖Σ_i x̂_i‖² − N) / (N (N − 1))`` with ``x̂_i = x_i / ‖x_i‖``. Unlike the hard ratio it stays defined after a
@@ -47,6 +51,7 @@ __all__ = [
     "diagnostics_callback",
     "embedding_diagnostics",
     "epoch_diagnostics",
+    "margin_beta",
     "mean_pairwise_similarity",
     "plot_epoch_curves",
     "plot_epoch_diagnostics",
@@ -122,6 +127,26 @@ def mean_pairwise_similarity(embeddings: Any) -> float:
     total = (x / norms).sum(axis=0)
     n = len(x)
     return float((total @ total - n) / (n * (n - 1)))
+
+
+def margin_beta(loss: Any, *, prefix: str = "") -> dict[str, float]:
+    """The margin loss's learned boundary β (Wu et al. 2017; :class:`dml.losses.MarginLoss`) as epoch numbers.
+
+    With entries :math:`\\beta_1, \\dots, \\beta_C` (one per training class, or ``C = 1`` for a scalar β):
+    ``beta`` = :math:`\\frac{1}{C} \\sum_c \\beta_c`, ``beta_std`` (population, 0 for a scalar), ``beta_min``,
+    ``beta_max``, each key after ``prefix``. ``loss`` is any module with a ``beta`` tensor.
+    """
+    beta = getattr(loss, "beta", None)
+    if not hasattr(beta, "detach"):
+        raise ValueError(
+            f"{type(loss).__name__} has no learned boundary beta to record; margin_beta needs the margin loss "
+            "(loss.name: margin)."
+        )
+    values = beta.detach().double().cpu().numpy().reshape(-1)
+    if not len(values):
+        raise ValueError("The margin loss's beta is empty; check loss.kwargs.num_classes.")
+    out = {"beta": values.mean(), "beta_std": values.std(), "beta_min": values.min(), "beta_max": values.max()}
+    return {prefix + key: _json_safe(value) for key, value in out.items()}
 
 
 def epoch_diagnostics(

@@ -9,7 +9,8 @@ The parts every reproduction page shares live here, so that a page holds only it
 * :mod:`~dml.reproduce.tables`: published tables and the published-vs-recorded :func:`comparison_table`;
 * :mod:`~dml.reproduce.probes`: the one module that calls into :mod:`dml.train` for the trainer's data,
   evaluation and initial model (:func:`probe`, :func:`test_evaluation`, :func:`epoch_zero`,
-  :func:`train_diagnostics_callback`); the integrator of a trainer API change re-points this module only;
+  :func:`train_diagnostics_callback`, the β log :class:`MarginBetaLog`); the integrator of a trainer API change
+  re-points this module only;
 * :mod:`~dml.reproduce.page`: :func:`quiet`, :func:`run_folder`, :func:`chance_recall`,
   :func:`curve_from_epoch_zero`, :func:`summary_table` (in :mod:`~dml.reproduce.tables`).
 """
@@ -25,6 +26,7 @@ from dml.reproduce.experiment import (
 )
 from dml.reproduce.page import chance_recall, curve_from_epoch_zero, quiet, run_folder
 from dml.reproduce.probes import (
+    MarginBetaLog,
     epoch_zero,
     initial_model,
     probe,
@@ -48,6 +50,7 @@ __all__ = [
     "RESERVED",
     "EpochCallback",
     "Experiment",
+    "MarginBetaLog",
     "Profile",
     "RunResult",
     "chance_recall",

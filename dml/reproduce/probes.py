@@ -1,7 +1,8 @@
 """What a reproduction page needs from the trainer: a split as evaluation sees it, the test evaluation, epoch 0.
 
 This is the one module of :mod:`dml.reproduce` that calls into :mod:`dml.train` for data, evaluation and the
-initial model, so that no page re-implements the trainer's seeding order.
+initial model, so that no page re-implements the trainer's seeding order; and :class:`MarginBetaLog`, the
+trainer callback that logs the margin loss's learned β at every epoch end.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dml.train.callbacks import Callback
 from dml.train.config import Config
 
 
@@ -113,3 +115,28 @@ def train_diagnostics_callback(
         last=config.train.epochs,
         **diagnostics,
     )
+
+
+class MarginBetaLog(Callback):
+    """Records the margin loss's learned β at every epoch end (:func:`dml.diagnostics.margin_beta`: ``beta``,
+    ``beta_std``, ``beta_min``, ``beta_max``), with the trainer's ``on_loss_built`` hook giving it the run's loss;
+    ``also`` is an optional ``on_epoch_end(epoch, model)`` function whose numbers are added (e.g.
+    :func:`train_diagnostics_callback`). A :func:`run_methods` ``callback`` may return one (``lambda c:
+    MarginBetaLog()``); with ``eval.at_start`` epoch 0 records the initial β."""
+
+    def __init__(self, *, also: Any = None) -> None:
+        self.also = also
+        self.loss: Any = None
+
+    def on_loss_built(self, loss_fn: Any) -> None:
+        self.loss = loss_fn
+
+    def on_epoch_end(self, epoch: int, model: Any) -> dict[str, Any]:
+        from dml.diagnostics import margin_beta
+
+        if self.loss is None:
+            raise RuntimeError("MarginBetaLog saw no loss: pass it to dml.train.train(callbacks=[...]).")
+        record = margin_beta(self.loss)
+        if self.also is not None:
+            record.update(self.also(epoch, model) or {})
+        return record

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from dml.reproduce.experiment import Experiment, check_device
+from dml.train.callbacks import Callback
 from dml.train.config import Config, ConfigError, from_dict, to_dict
 from dml.utils import atomic_save_json, run_info
 
@@ -48,13 +49,14 @@ def run_methods(
     seeds: Sequence[int],
     output_dir: str | Path,
     overrides: Sequence[str] = (),
-    callback: Callable[[Config], EpochCallback | None] | None = None,
+    callback: Callable[[Config], EpochCallback | Callback | None] | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, list[RunResult]]:
     """Train every method with every seed, each in ``output_dir/<method>/seed<seed>``; return the runs by method.
 
     ``callback(config)`` may return an ``on_epoch_end`` hook for that run (e.g.
-    :func:`dml.diagnostics.diagnostics_callback`); its numbers land in the run's history. A folder whose
+    :func:`dml.diagnostics.diagnostics_callback`) or a :class:`dml.train.Callback` (e.g.
+    :class:`~dml.reproduce.MarginBetaLog`); its numbers land in the run's history. A folder whose
     ``metrics.json`` is final and whose ``config.yaml`` equals the resolved config is reused without training (the
     hook is not re-run); one with a matching ``checkpoint.pt`` but no final record is resumed.
     """
@@ -84,7 +86,8 @@ def run_methods(
             if log:
                 log(f"{method} seed {seed}: training ({config.train.epochs} epochs) in {folder}")
             hook = callback(config) if callback is not None else None
-            final = train(config, resume=previous == "resumable", on_epoch_end=hook)
+            hooks = {"callbacks": [hook]} if isinstance(hook, Callback) else {"on_epoch_end": hook}
+            final = train(config, resume=previous == "resumable", **hooks)
             record = _read_json(folder / "metrics.json")
             runs[method].append(RunResult(method, int(seed), resolved, record["epochs"], final, folder))
     return runs

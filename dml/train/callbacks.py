@@ -1,6 +1,7 @@
 """Hooks into the training loop: :class:`Callback` (observe) and :class:`Method` (own the step and the embedding).
 
-The loop calls, on every rank unless noted: ``on_train_start(model)``, then per epoch ``on_epoch_start(epoch,
+The loop calls, on every rank unless noted: ``on_loss_built(loss_fn)`` (the run's loss module, its state restored
+when resuming), ``on_train_start(model)``, then per epoch ``on_epoch_start(epoch,
 model)``, ``on_step_end(epoch, step, loss)`` after each optimiser step, ``on_epoch_end(epoch, model)`` (rank 0,
 after the epoch's evaluation; the returned numbers are added to the epoch's record in ``metrics.json`` and the RNG
 state is restored around the call, so it never changes what is trained) and ``on_checkpoint(epoch, path)`` (rank 0,
@@ -24,6 +25,10 @@ EpochCallback = Callable[[int, nn.Module], "dict[str, Any] | None"]
 
 class Callback:
     """Base class: every hook does nothing; override the ones you need."""
+
+    def on_loss_built(self, loss_fn: nn.Module) -> None:
+        """Once, before :meth:`on_train_start`: the loss module the optimiser trains (e.g. the margin loss's β), so
+        that a callback can record its parameters at every epoch end."""
 
     def on_train_start(self, model: nn.Module) -> None:
         """Before the first epoch (after resuming, if any)."""

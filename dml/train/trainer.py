@@ -149,6 +149,7 @@ def _train(
     run = _build_run(config, resume=resume, info=info, device=device, callbacks=callbacks, method=method)
     start_epoch, evaluated = _restore(run) if resume else (0, True)
     for callback in callbacks:
+        callback.on_loss_built(run.loss_fn)
         callback.on_train_start(run.model)
     if not evaluated:  # the checkpoint was written after training this epoch, before its evaluation finished
         _finish_epoch(run, start_epoch, time.perf_counter())

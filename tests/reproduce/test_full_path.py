@@ -37,6 +37,10 @@ PAGES = {
     "sct": ("notebooks/reproduce_sct.md", ["HN", "SHN", "SCT"]),
     "ephn": ("notebooks/reproduce_ephn.md", ["EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all"]),
     "gradient_surgery": ("notebooks/reproduce_gradient_surgery.md", ["Surgery", "Triplet", "NCA", "MS", "SCT"]),
+    "sampling_matters": (
+        "notebooks/reproduce_sampling_matters.md",
+        ["distance-weighted", "semi-hard", "uniform", "distance-weighted, RevisitDML"],
+    ),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
@@ -47,6 +51,9 @@ CASES = {
     # evaluation protocols, and Hotels-50K's instance/chain table. One pass per epoch over a few classes.
     ("sct", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
     ("sct", "hotels50k"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
+    # CUB with the margin loss and its samplers: 4 classes x 2 images, one pass per epoch (the fixture's classes
+    # have 4 images, fewer than the recipe's 5); the bounding-box crop of the recipe reads the fixture's boxes.
+    ("sampling_matters", "cub200"): ["data.sampler.p=4", "data.sampler.k=2", "data.sampler.repeat=1"],
 }
 
 

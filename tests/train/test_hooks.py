@@ -10,7 +10,7 @@ import torch
 
 import dml.data
 from dml.eval import Evaluation, evaluate
-from dml.train import Method, build_model, train
+from dml.train import Callback, Method, build_model, train
 from dml.utils import seed_everything
 from tests.train.test_callback import TINY, _config
 
@@ -65,3 +65,44 @@ def test_epoch_zero_evaluates_the_untrained_model_and_leaves_training_unchanged(
     test = dml.data.build("synthetic", split=on.data.eval_split, root=on.data.root, **TINY["data"]["kwargs"])
     untrained = evaluate(model, Evaluation.of(test), ks=on.eval.ks, include=on.eval.include, seed=on.seed)
     assert {k: v for k, v in history_on[0].items() if k not in ("epoch", "loss", "lr", "seen")} == untrained
+
+
+class _LossWatcher(Callback):
+    """Records the hook order and the margin loss's β as on_loss_built hands it over and at every epoch end."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.loss = None
+        self.beta_at_build = None
+
+    def on_loss_built(self, loss_fn):
+        self.events.append("loss")
+        self.loss, self.beta_at_build = loss_fn, loss_fn.beta.detach().clone()
+
+    def on_train_start(self, model):
+        self.events.append("start")
+
+    def on_epoch_end(self, epoch, model):
+        self.events.append(f"end{epoch}")
+        return {"watched_beta": float(self.loss.beta.detach().mean())}
+
+
+def test_on_loss_built_hands_over_the_trained_loss_with_its_restored_state(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = _config(tmp_path, "margin")
+    config.loss.name, config.loss.kwargs = "margin", {"num_classes": 4}
+    config.optim.loss_lr_multiplier = 5.0
+    config.train.epochs = 1
+    first = _LossWatcher()
+    train(config, callbacks=[first])
+    assert first.events == ["loss", "start", "end1"]
+    assert torch.equal(first.beta_at_build, torch.full((4,), 1.2))
+    after_one = first.loss.beta.detach().clone()
+    assert not torch.equal(after_one, first.beta_at_build)  # the handed-over module is the one being trained
+    config.train.epochs = 2
+    resumed = _LossWatcher()
+    train(config, resume=True, callbacks=[resumed])
+    assert resumed.events == ["loss", "start", "end2"]
+    assert torch.equal(resumed.beta_at_build, after_one)  # handed over after the checkpoint was loaded
+    history = json.loads((tmp_path / "margin" / "metrics.json").read_text())["epochs"]
+    assert history[1]["watched_beta"] == float(resumed.loss.beta.detach().mean())
