@@ -65,7 +65,8 @@ class MetaClassSoftmaxLoss(MetricLoss):
                 f"D per learner) and learners= (L); got num_classes={num_classes}, embedding_dim={embedding_dim}, "
                 f"learners={learners}. In a config they default to the run's sizes (leave them unset)."
             )
-        check_choice(variant, VARIANTS, name="variant")
+        variant = str(variant) if isinstance(variant, int) and not isinstance(variant, bool) else variant
+        check_choice(variant, VARIANTS, name="variant")  # an override variant=2018 arrives as an integer
         self.num_classes, self.embedding_dim, self.learners = num_classes, embedding_dim, learners
         self.variant, self.seed = variant, seed
         maps = meta_class_maps(num_classes, learners=learners, meta_classes=embedding_dim, seed=seed)

@@ -103,15 +103,20 @@ def build_ensemble(
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> LearnerEnsemble:
     """``learners`` heads of ``embedding_dim`` outputs each on one backbone (``shared_backbone``) or on
-    ``learners`` independently initialised ones (each ImageNet-initialised when ``pretrained``, as released)."""
+    ``learners`` independently initialised ones (each ImageNet-initialised when ``pretrained``, as released).
+
+    The modules are drawn learner by learner from torch's generator, so the first ``l`` learners of an ensemble
+    start from the same weights whatever ``learners`` is; with independent backbones, a loss that is a sum of
+    per-learner terms (``meta_class_softmax``) and the same batches, they also train exactly as an ensemble of ``l``.
+    """
     if isinstance(learners, bool) or not isinstance(learners, int) or learners < 1:
         raise ValueError(f"learners must be a positive integer; got {learners!r}.")
-    count = 1 if shared_backbone else learners
-    nets = [build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {})) for _ in range(count)]
-    heads = [
-        EmbeddingHead(nets[0].out_channels, embedding_dim=embedding_dim, pooling=pooling, normalize=False)
-        for _ in range(learners)
-    ]
+    nets: list[nn.Module] = []
+    heads: list[EmbeddingHead] = []
+    for _ in range(learners):  # learner by learner: learner l starts from the same weights for every L
+        if not nets or not shared_backbone:
+            nets.append(build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {})))
+        heads.append(EmbeddingHead(nets[0].out_channels, embedding_dim=embedding_dim, pooling=pooling, normalize=False))
     model = LearnerEnsemble(nets, heads, normalize=normalize, channels_last=channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -99,5 +99,6 @@ def test_errors_name_the_fix() -> None:
         loss_fn(torch.randn(4, 5), torch.arange(4))
     with pytest.raises(ValueError, match=r"labels must lie in\s+0..5"):
         loss_fn(torch.randn(2, 6), torch.tensor([0, 6]))
+    assert MetaClassSoftmaxLoss(num_classes=6, embedding_dim=2, learners=3, variant=2018).variant == "2018"
     with pytest.raises(ValueError, match="variant"):
         MetaClassSoftmaxLoss(num_classes=6, embedding_dim=2, learners=3, variant="2019")

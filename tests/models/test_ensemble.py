@@ -131,3 +131,45 @@ def test_bad_construction_fails_helpfully() -> None:
         LearnerEnsemble(list(model.backbones) * 3, list(model.heads))
     with pytest.raises(ValueError, match=r"batch of images \(B, C, H, W\)"):
         model(torch.randn(3, 16, 16))
+
+
+def test_first_learners_of_a_trained_independent_ensemble_are_the_smaller_ensemble(tmp_path) -> None:
+    """Learners drawn one by one, a loss that is a sum over learners, the same batches: the first 2 learners of a
+    3-learner run end with exactly the weights of a 2-learner run (the page reads r1_by_L off one run)."""
+    from dml.train import load_model, train
+
+    (tmp_path / "data").mkdir()
+
+    def run(learners: int):
+        config = from_dict(
+            {
+                "seed": 4,
+                "deterministic": False,
+                "device": "cpu",
+                "output_dir": str(tmp_path / f"L{learners}"),
+                "data": {
+                    "name": "synthetic",
+                    "root": str(tmp_path / "data"),
+                    "kwargs": {"num_classes": 12, "images_per_class": 8, "image_size": 16, "seed": 3},
+                    "sampler": {"variant": "filled", "p": 3, "k": 4},
+                },
+                "model": {
+                    "embedding_dim": 3,
+                    "normalize": False,
+                    "backbone_kwargs": SMALL,
+                    "learners": learners,
+                    "shared_backbone": False,
+                },
+                "loss": {"name": "meta_class_softmax", "kwargs": {"seed": 1}},
+                "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                "train": {"epochs": 2, "log_every": 100},
+                "eval": {"every": 0, "ks": [1], "include": ["recall"]},
+            }
+        )
+        train(config)
+        return load_model(config.output_dir)
+
+    small, large = run(2), run(3)
+    x = _images(5)
+    with torch.no_grad():
+        torch.testing.assert_close(large(x)[:, :6], small(x), rtol=0, atol=0)
