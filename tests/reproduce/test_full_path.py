@@ -37,6 +37,10 @@ PAGES = {
     "sct": ("notebooks/reproduce_sct.md", ["HN", "SHN", "SCT"]),
     "ephn": ("notebooks/reproduce_ephn.md", ["EPHN", "EPSHN", "NCA, all positives", "triplet, batch-all"]),
     "gradient_surgery": ("notebooks/reproduce_gradient_surgery.md", ["Surgery", "Triplet", "NCA", "MS", "SCT"]),
+    "dreml": (
+        "notebooks/reproduce_dreml.md",
+        ["DREML", "DREML, 2018 loss", "single learner", "single learner, 2018 loss"],
+    ),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
@@ -47,6 +51,10 @@ CASES = {
     # evaluation protocols, and Hotels-50K's instance/chain table. One pass per epoch over a few classes.
     ("sct", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
     ("sct", "hotels50k"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
+    # DREML: 12 small learners of M = 8 (the single learner too: M = C needs M <= 20 classes); In-Shop checks the
+    # concatenated prefixes under the query-gallery protocol.
+    ("dreml", "cub200"): ["data.sampler.p=4"],
+    ("dreml", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
 }
 
 
