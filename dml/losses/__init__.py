@@ -19,6 +19,7 @@ from dml.losses.contrastive import ContrastiveLoss
 from dml.losses.ephn import EPHNLoss
 from dml.losses.lifted import LiftedStructureLoss
 from dml.losses.margin import MarginLoss
+from dml.losses.meta_class_softmax import MetaClassSoftmaxLoss
 from dml.losses.multi_similarity import MultiSimilarityLoss
 from dml.losses.nca import NCALoss
 from dml.losses.normalized_softmax import NormalizedSoftmaxLoss
@@ -33,6 +34,7 @@ __all__ = [
     "EPHNLoss",
     "LiftedStructureLoss",
     "MarginLoss",
+    "MetaClassSoftmaxLoss",
     "MetricLoss",
     "MultiSimilarityLoss",
     "NCALoss",

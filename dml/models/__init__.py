@@ -8,6 +8,7 @@ Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional
 
 from dml.models.batch_norm import FixedBatchNorm2d
 from dml.models.embedding import EmbeddingModel, build
+from dml.models.ensemble import LearnerEnsemble, build_ensemble, concatenate_learners, split_learners
 from dml.models.head import EmbeddingHead
 from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling
 from dml.models.registry import available_backbones, build_backbone, register_backbone
@@ -20,6 +21,7 @@ __all__ = [
     "EmbeddingModel",
     "FixedBatchNorm2d",
     "GeM",
+    "LearnerEnsemble",
     "MaxPool",
     "ResNetBackbone",
     "SmallCNN",
@@ -27,6 +29,9 @@ __all__ = [
     "available_poolings",
     "build",
     "build_backbone",
+    "build_ensemble",
     "build_pooling",
+    "concatenate_learners",
     "register_backbone",
+    "split_learners",
 ]

@@ -65,12 +65,29 @@ def build_loss(config: Config, *, num_classes: int) -> nn.Module:
             kwargs["num_classes"] = num_classes
         if kwargs.get("embedding_dim") is None:
             kwargs["embedding_dim"] = config.model.embedding_dim
+    sizes = {"num_classes": num_classes, "embedding_dim": config.model.embedding_dim, "learners": config.model.learners}
+    for key in getattr(dml.losses.loss_class(config.loss.name), "run_sizes", ()):  # sizes a loss takes from the run
+        if kwargs.get(key) is None:
+            kwargs[key] = sizes[key]
     return dml.losses.build(config.loss.name, **kwargs)
 
 
-def build_model(config: Config) -> dml.models.EmbeddingModel:
-    """The embedding model described by ``config.model`` (and ``config.channels_last``)."""
+def build_model(config: Config) -> nn.Module:
+    """The embedding model described by ``config.model`` (and ``config.channels_last``): an
+    :class:`~dml.models.EmbeddingModel`, or with ``model.learners > 1`` a :class:`~dml.models.LearnerEnsemble`."""
     m = config.model
+    if m.learners > 1:
+        return dml.models.build_ensemble(
+            m.backbone,
+            learners=m.learners,
+            embedding_dim=m.embedding_dim,
+            shared_backbone=m.shared_backbone,
+            pooling=m.pooling,
+            normalize=m.normalize,
+            pretrained=m.pretrained,
+            channels_last=config.channels_last,
+            backbone_kwargs=m.backbone_kwargs,
+        )
     return dml.models.build(
         m.backbone,
         embedding_dim=m.embedding_dim,
@@ -82,7 +99,7 @@ def build_model(config: Config) -> dml.models.EmbeddingModel:
     )
 
 
-def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> dml.models.EmbeddingModel:
+def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the trained model of a run folder from its ``checkpoint.pt`` (in eval mode).
 
     The checkpoint is verified against the SHA-256 in the folder's ``manifest.json`` and read with

@@ -88,6 +88,8 @@ class ModelConfig:
     pooling: str = "avg"
     normalize: bool = True
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    learners: int = 1  # > 1: an ensemble of heads of embedding_dim outputs each (dml.models.ensemble)
+    shared_backbone: bool = True  # an ensemble's heads on one backbone (true) or one backbone each (false)
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Config:
                 f"must be one of {list(OPTIMIZERS)}; got {self.optim.name!r}",
             ),
             (self.optim.lr > 0, "optim.lr", f"must be > 0; got {self.optim.lr}"),
+            (self.model.learners >= 1, "model.learners", f"must be >= 1; got {self.model.learners}"),
             (self.train.epochs >= 1, "train.epochs", f"must be >= 1; got {self.train.epochs}"),
             (self.train.log_every >= 1, "train.log_every", f"must be >= 1; got {self.train.log_every}"),
             (

@@ -28,6 +28,7 @@ CONSTRUCTION = {
     "proxy_nca": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "proxy_anchor": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "normalized_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
+    "meta_class_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM // 2, "learners": 2},
 }
 NAMES = losses.available()
 
@@ -97,7 +98,7 @@ def test_single_embedding_gives_zero_loss_or_a_finite_proxy_loss(name: str) -> N
     assert loss.requires_grad
     loss.backward()
     assert not torch.isnan(x.grad).any()
-    if isinstance(loss_fn, ProxyLoss):  # the embedding and its proxy form a valid pair
+    if isinstance(loss_fn, (ProxyLoss, losses.MetaClassSoftmaxLoss)):  # the embedding and its proxy: a valid pair
         assert torch.isfinite(loss) and loss > 0
     else:
         assert loss.item() == 0.0

@@ -41,6 +41,10 @@ PAGES = {
         "notebooks/reproduce_sampling_matters.md",
         ["distance-weighted", "semi-hard", "uniform", "distance-weighted, RevisitDML"],
     ),
+    "dreml": (
+        "notebooks/reproduce_dreml.md",
+        ["DREML", "DREML, 2018 loss", "single learner", "single learner, 2018 loss"],
+    ),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
@@ -54,6 +58,10 @@ CASES = {
     # CUB with the margin loss and its samplers: 4 classes x 2 images, one pass per epoch (the fixture's classes
     # have 4 images, fewer than the recipe's 5); the bounding-box crop of the recipe reads the fixture's boxes.
     ("sampling_matters", "cub200"): ["data.sampler.p=4", "data.sampler.k=2", "data.sampler.repeat=1"],
+    # DREML: 12 small learners of M = 8 (the single learner too: M = C needs M <= 20 classes); In-Shop checks the
+    # concatenated prefixes under the query-gallery protocol.
+    ("dreml", "cub200"): ["data.sampler.p=4"],
+    ("dreml", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
 }
 
 
