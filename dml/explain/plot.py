@@ -43,10 +43,13 @@ def overlay(
     cmap: str = "RdBu_r",
     interpolation: str = "nearest",
     title: str | None = None,
+    mask: Any = None,
 ):
     """Draw ``heat`` (``(h, w)``) over ``image``, stretched to the image's size; returns the map's ``AxesImage``.
 
     ``vmax`` sets the symmetric colour range ``[-vmax, vmax]`` (default: the map's largest absolute value).
+    ``mask``: an optional ``(H, W)`` object mask of the image (``uint8`` 0-255, bool or float), outlined in black
+    where it crosses one half.
     """
     import matplotlib.pyplot as plt
 
@@ -71,6 +74,12 @@ def overlay(
         interpolation=interpolation,
         extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
     )
+    if mask is not None:
+        outline = np.asarray(mask)
+        outline = outline / 255.0 if outline.dtype == np.uint8 else outline.astype(np.float64)
+        if outline.shape != (rows, cols):
+            raise ValueError(f"The mask has shape {outline.shape} but the image is {rows} x {cols}; pass its own mask.")
+        ax.contour(outline, levels=[0.5], colors="black", linewidths=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
@@ -78,11 +87,13 @@ def overlay(
     return shown
 
 
-def plot_similarity_maps(image_a: Any, image_b: Any, maps: SimilarityMaps, *, axes: Any = None, **kwargs: Any):
+def plot_similarity_maps(
+    image_a: Any, image_b: Any, maps: SimilarityMaps, *, axes: Any = None, masks: Any = (None, None), **kwargs: Any
+):
     """The two maps of a pair side by side on one colour scale, with a colour bar; returns the ``Figure``.
 
-    Each panel's title gives the sum of its map (the similarity, when the decomposition is exact).
-    ``kwargs`` go to :func:`overlay`.
+    Each panel's title gives the sum of its map (the similarity, when the decomposition is exact). ``masks``: the
+    two images' object masks to outline (or ``None``). ``kwargs`` go to :func:`overlay`.
     """
     import matplotlib.pyplot as plt
 
@@ -95,7 +106,8 @@ def plot_similarity_maps(image_a: Any, image_b: Any, maps: SimilarityMaps, *, ax
         raise ValueError(f"plot_similarity_maps draws two panels; got {axes.size} axes.")
     vmax = kwargs.pop("vmax", None) or float(max(np.abs(maps.map_a).max(), np.abs(maps.map_b).max())) or 1.0
     shown = None
-    for ax, image, heat, name in ((axes[0], image_a, maps.map_a, "A"), (axes[1], image_b, maps.map_b, "B")):
-        shown = overlay(image, heat, ax=ax, vmax=vmax, title=f"{name}: sum {heat.sum():.3f}", **kwargs)
+    panels = zip(axes, (image_a, image_b), (maps.map_a, maps.map_b), "AB", masks)
+    for ax, image, heat, name, mask in panels:
+        shown = overlay(image, heat, ax=ax, vmax=vmax, title=f"{name}: sum {heat.sum():.3f}", mask=mask, **kwargs)
     fig.colorbar(shown, ax=list(axes), shrink=0.8, label="similarity per cell")
     return fig

@@ -48,11 +48,24 @@ def test_a_pair_is_drawn_on_one_scale_with_its_sums_in_the_titles() -> None:
     plt.close(fig)
 
 
+def test_a_mask_is_outlined_where_it_crosses_one_half() -> None:
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    fig, ax = plt.subplots()
+    overlay(np.zeros((16, 16, 3)), np.zeros((2, 2)), ax=ax, mask=mask)
+    (contour,) = [c for c in ax.collections if c.get_paths()]
+    vertices = np.concatenate([path.vertices for path in contour.get_paths()])
+    assert vertices.min() == pytest.approx(3.5, abs=0.01) and vertices.max() == pytest.approx(11.5, abs=0.01)
+    plt.close(fig)
+
+
 def test_bad_input_fails_in_one_line() -> None:
     with pytest.raises(ValueError, match="must be 2-D") as info:
         overlay(np.zeros((8, 8, 3)), np.zeros(4))
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="An image must be"):
         overlay(np.zeros((8, 8, 4, 2)), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="the image is 8 x 8"):
+        overlay(np.zeros((8, 8, 3)), np.zeros((2, 2)), mask=np.ones((4, 4), bool))
     with pytest.raises(ValueError, match="alpha"):
         overlay(np.zeros((8, 8, 3)), np.zeros((2, 2)), alpha=2)
