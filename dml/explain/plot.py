@@ -88,12 +88,20 @@ def overlay(
 
 
 def plot_similarity_maps(
-    image_a: Any, image_b: Any, maps: SimilarityMaps, *, axes: Any = None, masks: Any = (None, None), **kwargs: Any
+    image_a: Any,
+    image_b: Any,
+    maps: SimilarityMaps,
+    *,
+    axes: Any = None,
+    masks: Any = (None, None),
+    colorbar: bool = True,
+    **kwargs: Any,
 ):
     """The two maps of a pair side by side on one colour scale, with a colour bar; returns the ``Figure``.
 
     Each panel's title gives the sum of its map (the similarity, when the decomposition is exact). ``masks``: the
-    two images' object masks to outline (or ``None``). ``kwargs`` go to :func:`overlay`.
+    two images' object masks to outline (or ``None``). ``colorbar=False`` leaves the colour bar out (to draw one
+    for several pairs on a shared ``vmax``). ``kwargs`` go to :func:`overlay`.
     """
     import matplotlib.pyplot as plt
 
@@ -109,5 +117,6 @@ def plot_similarity_maps(
     panels = zip(axes, (image_a, image_b), (maps.map_a, maps.map_b), "AB", masks)
     for ax, image, heat, name, mask in panels:
         shown = overlay(image, heat, ax=ax, vmax=vmax, title=f"{name}: sum {heat.sum():.3f}", mask=mask, **kwargs)
-    fig.colorbar(shown, ax=list(axes), shrink=0.8, label="similarity per cell")
+    if colorbar:
+        fig.colorbar(shown, ax=list(axes), shrink=0.8, label="similarity per cell")
     return fig

@@ -46,6 +46,9 @@ def test_a_pair_is_drawn_on_one_scale_with_its_sums_in_the_titles() -> None:
     assert left.get_title() == f"A: sum {maps.similarity:.3f}"
     assert len(fig.axes) == 3  # two panels and the colour bar
     plt.close(fig)
+    fig = plot_similarity_maps(a, b, maps, colorbar=False, vmax=0.5)
+    assert len(fig.axes) == 2 and fig.axes[0].images[1].get_clim() == (-0.5, 0.5)
+    plt.close(fig)
 
 
 def test_a_mask_is_outlined_where_it_crosses_one_half() -> None:
