@@ -119,3 +119,9 @@ def test_a_head_without_a_linear_layer_is_refused() -> None:
     head.fc = nn.Identity()
     with pytest.raises(ValueError, match="no linear layer"):
         head_contributions(head, _features())
+
+
+def test_one_feature_map_is_a_batch_of_one() -> None:
+    x = _features()
+    single = cell_contributions(x[1], pooling="max")
+    torch.testing.assert_close(single.cells, cell_contributions(x, pooling="max").cells[1:2], rtol=0, atol=0)
