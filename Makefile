@@ -4,6 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# One CPU code path for the numerical libraries, so that a seed gives the same smoke run on every machine (see
+# tests/conftest.py, which sets the same values when pytest is run directly).
+export ATEN_CPU_CAPABILITY ?= avx2
+export MKL_CBWR ?= AVX2
+export DNNL_MAX_CPU_ISA ?= AVX2
+export OPENBLAS_CORETYPE ?= Haswell
+export FAISS_OPT_LEVEL ?= avx2
+
 .PHONY: book test unit lint setup baselines bench twins clean
 
 setup: $(STAMP)
