@@ -28,6 +28,7 @@ CONSTRUCTION = {
     "proxy_nca": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "proxy_anchor": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "normalized_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
+    "vmf": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
 }
 NAMES = losses.available()
 
