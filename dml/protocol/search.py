@@ -21,11 +21,22 @@ evaluated first.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 Space = Mapping[str, Mapping[str, Any]]
+
+
+def _optuna() -> Any:
+    """``import optuna``, without the warning its progress bars' ``tqdm.auto`` gives where ipywidgets is missing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)
+    return optuna
 
 
 def check_space(space: Space) -> None:
@@ -56,9 +67,7 @@ def overrides_of(point: Mapping[str, float]) -> list[str]:
 
 def open_study(path: str | Path, *, name: str) -> Any:
     """The study ``name`` in the SQLite file ``path`` (created if needed), maximising."""
-    import optuna
-
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna = _optuna()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return optuna.create_study(
         study_name=name, storage=f"sqlite:///{Path(path).resolve()}", direction="maximize", load_if_exists=True
@@ -78,8 +87,7 @@ def search(
     """Run ``objective(trial, point)`` until ``trials`` trials have finished in the study; return the study.
 
     A study that already holds ``trials`` finished trials is returned as it is (nothing is trained)."""
-    import optuna
-
+    optuna = _optuna()
     check_space(space)
     if isinstance(trials, bool) or int(trials) != trials or trials < 1:
         raise ValueError(f"trials must be a positive integer (the search budget); got {trials!r}.")
