@@ -269,7 +269,7 @@ def run_protocol(
     """Tune, retrain and test ``method``; the record written to ``work_dir/<method>/result.json``."""
     settings = spec.settings(profile)
     study = tune(experiment, spec, method, dataset=dataset, profile=profile, work_dir=work_dir, overrides=overrides)
-    trials = [t for t in finished_trials(study) if t.value is not None]
+    trials = [t for t in finished_trials(study) if t.value is not None][: settings.trials]  # the budget's first
     best = max(trials, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
     by_test = max(trials, key=lambda t: (t.user_attrs.get("test_map@r", 0.0), -t.number))
     models = retrain(
