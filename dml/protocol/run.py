@@ -113,9 +113,14 @@ def _finished_fold(out: Path, resolved: dict[str, Any]) -> dict[str, Any] | None
     needed = [out / name for name in ("fold.json", "best_model.pt", "config.yaml", "checkpoint.pt")]
     if not all(p.is_file() for p in needed):
         return None
-    if to_dict(from_dict(yaml.safe_load((out / "config.yaml").read_text()))) != resolved:
+    saved = to_dict(from_dict(yaml.safe_load((out / "config.yaml").read_text())))
+    if _without_folder(saved) != _without_folder(resolved):  # the folder itself may be named another way
         return None
     return json.loads((out / "fold.json").read_text())
+
+
+def _without_folder(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "output_dir"}
 
 
 def test_embeddings(models: list[FoldModel], config: Any) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -280,7 +285,7 @@ def run_protocol(
         dataset=dataset,
         profile=profile,
         work_dir=work_dir,
-        best_trial_dir=best.user_attrs.get("folder"),
+        best_trial_dir=_method_dir(work_dir, method) / "trials" / str(best.number),
         overrides=overrides,
     )
     config = experiment.config(

@@ -105,7 +105,8 @@ def test_run_protocol_tunes_on_validation_retrains_over_seeds_and_reports_separa
     import dml.train
 
     monkeypatch.setattr(dml.train, "train", lambda *a, **k: pytest.fail("retrained a finished fold"))
-    again = run_protocol(experiment, spec, "triplet", dataset="tiny", profile="smoke", work_dir=tmp_path / "work")
+    monkeypatch.chdir(tmp_path)  # the same folder named relatively, as a page run from another folder does
+    again = run_protocol(experiment, spec, "triplet", dataset="tiny", profile="smoke", work_dir="work")
     assert again["test"] == record["test"]
 
 
