@@ -169,7 +169,14 @@ def map_at_r_per_query(
     a, b, offsets = score_operands(x, None, metric)
     codes_t = torch.from_numpy(codes).to(x.device)
     stats = rank_statistics(
-        a, b, codes_t, codes_t, exclude_self=True, offsets=offsets, k_max=None, need_top_relevance=True,
+        a,
+        b,
+        codes_t,
+        codes_t,
+        exclude_self=True,
+        offsets=offsets,
+        k_max=None,
+        need_top_relevance=True,
         max_bytes=max_bytes,
     )
     rel = stats.top_relevance.double()
