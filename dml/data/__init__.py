@@ -23,6 +23,7 @@ from dml.data.digits import DigitsDataset
 from dml.data.downloader import ChecksumError, DownloadError, LocalWriteError, ManualDownloadRequired, download
 from dml.data.extract import UnsafeArchiveError, safe_extract
 from dml.data.files import DatasetNotFoundError, EmptyAnnotationError, ImageFileDataset, dataset_dir
+from dml.data.folds import class_fold, class_folds
 from dml.data.heldout import heldout
 from dml.data.hotels import Hotels50K
 from dml.data.images import CorruptImageError, MissingImageError, find_corrupt_images, load_image
@@ -36,17 +37,16 @@ from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
 
 __all__ = [
-    "AugmentConfig",
     "CATALOG",
     "CUB200",
     "SPLITS",
-    "StaleCacheError",
+    "AugmentConfig",
     "CacheMissingError",
     "CachedDataset",
     "Cars196",
-    "ConfigError",
     "CheckReport",
     "ChecksumError",
+    "ConfigError",
     "CorruptImageError",
     "DMLDataset",
     "DataConfig",
@@ -65,6 +65,7 @@ __all__ = [
     "PKSampler",
     "Pipeline",
     "SamplerConfig",
+    "StaleCacheError",
     "StanfordOnlineProducts",
     "SyntheticDataset",
     "SyntheticSpec",
@@ -77,6 +78,8 @@ __all__ = [
     "check",
     "check_pipeline",
     "check_split",
+    "class_fold",
+    "class_folds",
     "data_root",
     "dataset_dir",
     "dataset_info",

@@ -16,7 +16,7 @@ from dml.eval.hotels import evaluate_result_csv, hotel_metrics_from_ids, hotel_r
 from dml.eval.neighbours import knn
 from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, PROTOCOLS, Evaluation, evaluate, resolve_protocol
 from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
-from dml.eval.retrieval import METRIC_NAMES, query_gallery_metrics, retrieval_metrics
+from dml.eval.retrieval import METRIC_NAMES, map_at_r_per_query, query_gallery_metrics, retrieval_metrics
 
 __all__ = [
     "AUTO_PROTOCOL",
@@ -33,6 +33,7 @@ __all__ = [
     "hotel_topk_accuracy",
     "kmeans_assign",
     "knn",
+    "map_at_r_per_query",
     "nmi",
     "query_gallery_metrics",
     "rank_statistics",

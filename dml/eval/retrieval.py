@@ -154,6 +154,37 @@ def retrieval_metrics(
     return result
 
 
+def map_at_r_per_query(
+    embeddings: Any, labels: Any, *, metric: str = "cosine", max_bytes: int = DEFAULT_MAX_BYTES
+) -> np.ndarray:
+    """Each query's ``map@r`` in self-retrieval, ``(1/R_q) Σ_{i≤R_q} P_q(i)·rel_q(i)``, for the queries with a
+    positive (in item order): the numbers whose mean is :func:`retrieval_metrics`'s ``map@r``, for confidence
+    intervals that resample queries (a bootstrap over the test set)."""
+    x = as_embedding_tensor(embeddings, labels)
+    y = _checked_labels(as_label_array(labels), "labels")
+    _check_options(("map@r",), (1,), metric, None, "exclude", METRIC_NAMES)
+    if metric == "cosine":
+        _check_directions(x, "embeddings")
+    (codes,) = encode_labels(y)
+    a, b, offsets = score_operands(x, None, metric)
+    codes_t = torch.from_numpy(codes).to(x.device)
+    stats = rank_statistics(
+        a,
+        b,
+        codes_t,
+        codes_t,
+        exclude_self=True,
+        offsets=offsets,
+        k_max=None,
+        need_top_relevance=True,
+        max_bytes=max_bytes,
+    )
+    rel = stats.top_relevance.double()
+    ranks = torch.arange(1, rel.shape[1] + 1, device=rel.device, dtype=torch.float64)
+    values = (rel.cumsum(dim=1) / ranks * rel).sum(dim=1) / stats.num_positives.clamp_min(1).double()
+    return values[stats.num_positives > 0].cpu().numpy()
+
+
 def query_gallery_metrics(
     query_embeddings: Any,
     query_labels: Any,

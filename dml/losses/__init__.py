@@ -28,6 +28,7 @@ from dml.losses.proxy import ProxyAnchorLoss, ProxyLoss, ProxyNCALoss
 from dml.losses.registry import available, build, hyperparameters, loss_class, register
 from dml.losses.sct import SCTLoss
 from dml.losses.triplet import TripletLoss
+from dml.losses.vmf import VMFLoss
 
 __all__ = [
     "ContrastiveLoss",
@@ -46,6 +47,7 @@ __all__ = [
     "ProxyNCALoss",
     "SCTLoss",
     "TripletLoss",
+    "VMFLoss",
     "available",
     "build",
     "cosine_similarity_matrix",

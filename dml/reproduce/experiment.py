@@ -28,8 +28,8 @@ import yaml
 
 from dml.train.config import Config, ConfigError, load_config
 
-#: File names in an experiment folder that are not dataset configs.
-RESERVED = ("experiment.yaml", "published.yaml")
+#: File names in an experiment folder that are not dataset configs (search.yaml: the budget of dml.protocol).
+RESERVED = ("experiment.yaml", "published.yaml", "search.yaml")
 DEVICES = ("cpu", "cuda")
 
 

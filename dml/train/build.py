@@ -43,7 +43,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def build_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], config: OptimConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov-free, with ``momentum``), Adam or AdamW; ``momentum`` is used by SGD only.
+    """SGD (Nesterov-free, with ``momentum``), Adam, AdamW or RMSprop; ``momentum`` is used by SGD and RMSprop.
 
     ``params`` is a list of parameters or of parameter groups (dicts with their own ``lr``), as torch accepts.
     """
@@ -53,7 +53,9 @@ def build_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], config: O
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.name == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"Unknown optimizer {config.name!r}; choose one of 'sgd', 'adam', 'adamw'.")
+    if config.name == "rmsprop":  # the Reality-Check protocol's optimiser (momentum 0.9 there)
+        return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    raise ValueError(f"Unknown optimizer {config.name!r}; choose one of 'sgd', 'adam', 'adamw', 'rmsprop'.")
 
 
 def build_loss(config: Config, *, num_classes: int) -> nn.Module:

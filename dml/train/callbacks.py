@@ -5,7 +5,7 @@ when resuming), ``on_train_start(model)``, then per epoch ``on_epoch_start(epoch
 model)``, ``on_step_end(epoch, step, loss)`` after each optimiser step, ``on_epoch_end(epoch, model)`` (rank 0,
 after the epoch's evaluation; the returned numbers are added to the epoch's record in ``metrics.json`` and the RNG
 state is restored around the call, so it never changes what is trained) and ``on_checkpoint(epoch, path)`` (rank 0,
-after the epoch's checkpoint is written).
+after the epoch's checkpoint is written), then ``should_stop()`` (rank 0; ``True`` ends training after the epoch).
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ class Callback:
 
     def on_checkpoint(self, epoch: int, path: Path) -> None:
         """After the epoch's checkpoint is written to ``path`` (rank 0)."""
+
+    def should_stop(self) -> bool:
+        """After each epoch's checkpoint (rank 0): ``True`` ends training there (early stopping); the run's last
+        epoch is then the stopping epoch, and its folder holds the finished run's files."""
+        return False
 
 
 class EpochEndFunction(Callback):

@@ -34,7 +34,7 @@ from dml.utils import atomic_write
 from dml.utils.registry import did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 

@@ -69,6 +69,7 @@ from dml.train.checkpoint import (
     set_rng_state,
     with_defaults,
 )
+from dml.train.class_means import class_means_for
 from dml.train.config import Config, dump, to_dict
 from dml.utils import atomic_save_json, run_info, seed_everything
 from dml.utils.progress import tqdm
@@ -105,7 +106,11 @@ def train(
     device = resolve_device(config.device, info.local_rank)
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     info = distributed.init_from_env(device.type)
+    if method is None:
+        method = class_means_for(config)  # a vmf loss with estimator "full" re-estimates its class means
     hooks = list(callbacks) + ([EpochEndFunction(on_epoch_end)] if on_epoch_end is not None else [])
+    if isinstance(method, Callback):  # a method that is also a callback sees the loop's hooks too
+        hooks.append(method)
     try:
         return _train(config, resume=resume, info=info, device=device, callbacks=hooks, method=method or Method())
     finally:
@@ -157,6 +162,8 @@ def _train(
         _evaluate_at_start(run)
     for epoch in range(start_epoch + 1, config.train.epochs + 1):
         _run_epoch(run, epoch)
+        if _stop_requested(run):
+            break
     final: dict[str, Any] = dict(run.history[-1]) if run.history else {}
     if info.is_main:
         if not any(key not in ("epoch", "loss", "lr") for key in final):
@@ -323,6 +330,18 @@ def _run_epoch(run: _Run, epoch: int) -> None:
     if run.info.is_main and (_evaluates(run.config, epoch) or run.callbacks):
         _save(run, epoch, evaluated=False)  # the trained epoch is safe before its evaluation can fail
     _finish_epoch(run, epoch, started)
+
+
+def _stop_requested(run: _Run) -> bool:
+    """Whether a callback asks to stop after this epoch (early stopping); rank 0's answer, shared with all ranks."""
+    stop = run.info.is_main and any(callback.should_stop() for callback in run.callbacks)
+    if distributed.is_active():
+        flag = torch.tensor([float(stop)], device=run.device)
+        torch.distributed.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    if stop and run.info.is_main:
+        log.info(f"stopping early after epoch {run.history[-1]['epoch']} (a callback asked for it)")
+    return stop
 
 
 def _evaluates(config: Config, epoch: int) -> bool:

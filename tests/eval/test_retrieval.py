@@ -523,3 +523,21 @@ def test_tiles_are_runs_of_whole_classes():
     assert ranking._greedy_tiles([3, 4, 2, 5, 1], 6) == [(0, 3), (3, 9), (9, 15)]
     assert ranking._greedy_tiles([10, 2], 4) == [(0, 10), (10, 12)]  # a class larger than a tile gets its own
     assert ranking._greedy_tiles([1] * 5, 100) == [(0, 5)]
+
+
+def test_map_at_r_per_query_averages_to_map_at_r_and_matches_a_hand_case() -> None:
+    from dml.eval import map_at_r_per_query
+
+    # 1-D directions on a circle: query 0 (class 0, R = 2) ranks 1 (class 0), 2 (class 1), 3 (class 0)
+    angles = torch.tensor([0.0, 0.1, 0.25, 0.4, 3.0, 3.1])
+    x = torch.stack([angles.cos(), angles.sin()], dim=1)
+    y = np.array([0, 0, 1, 0, 1, 2])
+    per_query = map_at_r_per_query(x, y)
+    assert len(per_query) == 5  # the lone class-2 item is no query
+    assert per_query[0] == pytest.approx((1 / 1 + 0) / 2)  # P(1)=1 at the positive of rank 1, rank 2 is wrong
+    generator = torch.Generator().manual_seed(0)
+    z = torch.randn(60, 8, generator=generator)
+    labels = np.repeat(np.arange(12), 5)
+    assert np.mean(map_at_r_per_query(z, labels)) == pytest.approx(
+        retrieval_metrics(z, labels, include=["map@r"])["map@r"], abs=1e-12
+    )

@@ -29,6 +29,7 @@ CONSTRUCTION = {
     "proxy_anchor": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "normalized_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "meta_class_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM // 2, "learners": 2},
+    "vmf": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
 }
 NAMES = losses.available()
 

@@ -93,7 +93,7 @@ def test_unknown_yaml_keys_name_the_path_and_a_suggestion(tmp_path: Path) -> Non
         ("data.kwargs=3", r"'data.kwargs' must be a mapping"),
         ("data=3", r"'data' must be a mapping"),
         ("model.backbone=3", r"'model.backbone' must be a string"),
-        ("optim.name=rmsprop", r"'optim.name' must be one of \['sgd', 'adam', 'adamw'\]"),
+        ("optim.name=lbfgs", r"'optim.name' must be one of \['sgd', 'adam', 'adamw', 'rmsprop'\]"),
         ("device=tpu", r"'device' must be one of"),
         ("data.sampler.k=1", r"'data.sampler.k' must be >= 2"),
         ("data.sampler.batching=stream", r"'data.sampler.batching' must be one of \['per-round', 'released'\]"),
