@@ -13,6 +13,7 @@ from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_
 from dml.models.registry import available_backbones, build_backbone, register_backbone
 from dml.models.resnet import ResNetBackbone  # importing registers resnet18 and resnet50
 from dml.models.small_cnn import SmallCNN  # importing registers small_cnn
+from dml.models.split_head import SplitEmbeddingHead, slice_bounds
 
 __all__ = [
     "AvgPool",
@@ -23,10 +24,12 @@ __all__ = [
     "MaxPool",
     "ResNetBackbone",
     "SmallCNN",
+    "SplitEmbeddingHead",
     "available_backbones",
     "available_poolings",
     "build",
     "build_backbone",
     "build_pooling",
     "register_backbone",
+    "slice_bounds",
 ]
