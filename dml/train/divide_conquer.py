@@ -159,7 +159,9 @@ class DivideConquer(Method, Callback):
 
     def _divide(self, epoch: int) -> None:
         features = self.features()
-        fresh = kmeans_partition(features, self.num_clusters, seed=self.config.seed * 1009 + epoch, **self.kmeans)
+        # one seed for every division, as released (faiss's fixed default seed): K-means starts from the same
+        # images each time, so consecutive clusterings tend to come out with similar ids
+        fresh = kmeans_partition(features, self.num_clusters, seed=self.config.seed, **self.kmeans)
         previous = self.assignment
         if previous is not None and int(previous.max()) + 1 == self.num_clusters:
             overlaps = {}
