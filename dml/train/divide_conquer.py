@@ -24,8 +24,9 @@ per-cluster batches and the re-clustering go on until F.
 After each re-clustering the epoch's record in ``metrics.json`` gets ``dc_overlap`` (the share of images that
 keep their learner, :func:`~dml.train.cluster_matching.matched_overlap`, under this run's ``relabel``),
 ``dc_overlap_hungarian`` and ``dc_overlap_released`` (under each relabelling), and ``dc_unused`` (the share of
-images dropped as alone in their cluster); every epoch gets ``dc_clusters`` (clusters trained) and ``dc_full``
-(1 when the loss uses the full embedding). The assignments are written to ``clusters.npz`` in the run folder
+images dropped as alone in their cluster); every epoch gets ``dc_clusters`` (clusters trained), ``dc_full``
+(1 when the loss uses the full embedding) and ``dc_steps`` (its training steps: the clusters in turn for as many
+rounds as the largest cluster has batches, so unequal clusters make an epoch longer, as released). The assignments are written to ``clusters.npz`` in the run folder
 (:func:`load_clusters`). Resuming re-clusters with the resumed model at the first resumed epoch (the assignment
 is not part of the checkpoint), so a resumed run is not bit-identical to an uninterrupted one, and its
 ``clusters.npz`` holds the divisions made since the resume.
@@ -155,7 +156,11 @@ class DivideConquer(Method, Callback):
                 self.sampler.set_clusters(self.assignment)
         elif self.reclusters(epoch) or self.assignment is None:
             self._divide(epoch)
-        self.record.update(dc_clusters=self.sampler.num_clusters, dc_full=int(self.uses_full_embedding(epoch)))
+        self.record.update(
+            dc_clusters=self.sampler.num_clusters,
+            dc_full=int(self.uses_full_embedding(epoch)),
+            dc_steps=len(self.sampler),
+        )
 
     def _divide(self, epoch: int) -> None:
         features = self.features()

@@ -93,6 +93,7 @@ def test_a_tiny_run_from_its_config_divides_matches_and_fine_tunes(tmp_path: Pat
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
     assert [r["dc_clusters"] for r in history] == [2, 2, 2, 2, 1]
     assert [r["dc_full"] for r in history] == [0, 0, 0, 0, 1]
+    assert history[-1]["dc_steps"] == 48 // 12 and all(r["dc_steps"] >= 4 for r in history)
     assert ["dc_overlap" in r for r in history] == [False, False, True, False, False]  # epoch 3 re-divides
     assert 0.0 <= history[2]["dc_overlap"] <= 1.0 and history[2]["dc_overlap"] == history[2]["dc_overlap_hungarian"]
     assert history[2]["dc_overlap_hungarian"] >= history[2]["dc_overlap_released"]  # the best matching
