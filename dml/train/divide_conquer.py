@@ -21,15 +21,15 @@ numbered from 1 here (the release counts from 0: its epoch e is our epoch e + 1)
 ``"released"`` as ``train_batch`` does, from release epoch ``e >= F * 8 / 19`` (t - 1 >= 80 for F = 190) while the
 per-cluster batches and the re-clustering go on until F.
 
-After each re-clustering the epoch's record in ``metrics.json`` gets ``dc_overlap`` (the share of images that
-keep their learner, :func:`~dml.train.cluster_matching.matched_overlap`, under this run's ``relabel``),
+After each re-clustering the epoch's record in ``metrics.json`` gets ``dc_overlap`` (the share of images that keep
+their learner, :func:`~dml.train.cluster_matching.matched_overlap`, under this run's ``relabel``),
 ``dc_overlap_hungarian`` and ``dc_overlap_released`` (under each relabelling), and ``dc_unused`` (the share of
-images dropped as alone in their cluster); every epoch gets ``dc_clusters`` (clusters trained), ``dc_full``
-(1 when the loss uses the full embedding) and ``dc_steps`` (its training steps: the clusters in turn for as many
-rounds as the largest cluster has batches, so unequal clusters make an epoch longer, as released). The assignments are written to ``clusters.npz`` in the run folder
-(:func:`load_clusters`). Resuming re-clusters with the resumed model at the first resumed epoch (the assignment
-is not part of the checkpoint), so a resumed run is not bit-identical to an uninterrupted one, and its
-``clusters.npz`` holds the divisions made since the resume.
+images dropped as alone in their cluster); every epoch gets ``dc_clusters`` (clusters trained), ``dc_full`` (1 when
+the loss uses the full embedding) and ``dc_steps`` (its training steps: the clusters in turn for as many rounds as
+the largest cluster has batches, so unequal clusters make an epoch longer, as released). The assignments are written
+to ``clusters.npz`` in the run folder (:func:`load_clusters`). Resuming re-clusters with the resumed model at the
+first resumed epoch (the assignment is not part of the checkpoint), so a resumed run is not bit-identical to an
+uninterrupted one, and its ``clusters.npz`` holds the divisions made since the resume.
 """
 
 from __future__ import annotations
