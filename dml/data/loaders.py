@@ -71,6 +71,15 @@ class Pipeline:
     sampler: PKSampler
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]]
     evaluation: Evaluation | None
+    loader_of: Callable[[Any], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None
+
+    def use_sampler(self, sampler: Any) -> None:
+        """Train from the batches of another batch sampler (an iterable of index lists with ``set_epoch``, e.g.
+        :class:`dml.data.cluster_sampler.ClusterBatchSampler`) through the same pipeline."""
+        if self.loader_of is None:
+            raise ValueError("This pipeline was built without its loader factory (loader_of); build it with "
+                             "dml.data.loaders.build_loaders to replace its sampler.")
+        self.sampler, self.loader = sampler, self.loader_of(sampler)
 
     @property
     def eval_data(self) -> Any:
@@ -223,7 +232,8 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
         raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
                          f"{len(np.unique(train_set.labels))} classes) with p={s.p}, k={s.k}; lower data.sampler.p "
                          "or use more classes.")
-    return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), evaluation=evaluation)
+    return Pipeline(train_set=train_set, sampler=sampler, loader=loader_of(sampler), evaluation=evaluation,
+                    loader_of=loader_of)
 
 
 def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, device: torch.device

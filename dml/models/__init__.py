@@ -14,6 +14,7 @@ from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_
 from dml.models.registry import available_backbones, build_backbone, register_backbone
 from dml.models.resnet import ResNetBackbone  # importing registers resnet18 and resnet50
 from dml.models.small_cnn import SmallCNN  # importing registers small_cnn
+from dml.models.split_head import SplitEmbeddingHead, slice_bounds
 
 __all__ = [
     "AvgPool",
@@ -25,6 +26,7 @@ __all__ = [
     "MaxPool",
     "ResNetBackbone",
     "SmallCNN",
+    "SplitEmbeddingHead",
     "available_backbones",
     "available_poolings",
     "build",
@@ -34,4 +36,5 @@ __all__ = [
     "concatenate_learners",
     "register_backbone",
     "split_learners",
+    "slice_bounds",
 ]

@@ -16,7 +16,9 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from dml.models.batch_norm import FixedBatchNorm2d
 from dml.models.registry import register_backbone
+from dml.utils.checks import check_choice
 
 if TYPE_CHECKING:
     import torchvision
@@ -53,24 +55,50 @@ def load_pretrained_state_dict(weights: Any) -> dict[str, Tensor]:
         ) from err
 
 
-def _resnet(name: str, pretrained: bool) -> ResNetBackbone:
+_NORMS = ("batch", "batch-eval")
+
+
+def _fix_batch_norm(module: nn.Module, *, calibrated: bool) -> None:
+    """Replace every ``nn.BatchNorm2d`` under ``module`` by a :class:`FixedBatchNorm2d` with its parameters and
+    running statistics (fixed from the start when ``calibrated``, i.e. ImageNet statistics; else measured on the
+    first training batch)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            fixed = FixedBatchNorm2d(child.num_features, train_affine=True, eps=child.eps)
+            fixed.weight.data.copy_(child.weight.data)
+            fixed.bias.data.copy_(child.bias.data)
+            fixed.running_mean.copy_(child.running_mean)
+            fixed.running_var.copy_(child.running_var)
+            fixed.calibrated.fill_(calibrated)
+            setattr(module, name, fixed)
+        else:
+            _fix_batch_norm(child, calibrated=calibrated)
+
+
+def _resnet(name: str, pretrained: bool, norm: str = "batch") -> ResNetBackbone:
     import torchvision
+
+    check_choice(norm, _NORMS, name="norm")
 
     builder: Callable[..., torchvision.models.ResNet] = getattr(torchvision.models, name)
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     net = builder(weights=None)
     if pretrained:
         net.load_state_dict(load_pretrained_state_dict(weights))
+    if norm == "batch-eval":
+        _fix_batch_norm(net, calibrated=pretrained)
     return ResNetBackbone(net)
 
 
 @register_backbone("resnet18")
-def resnet18(*, pretrained: bool = False) -> ResNetBackbone:
-    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``."""
-    return _resnet("resnet18", pretrained)
+def resnet18(*, pretrained: bool = False, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``. ``norm="batch-eval"``: every batch norm
+    in eval mode (statistics fixed, the ImageNet ones when pretrained; affine parameters trained), as the
+    divide-and-conquer release does (``lib/model.py``)."""
+    return _resnet("resnet18", pretrained, norm)
 
 
 @register_backbone("resnet50")
-def resnet50(*, pretrained: bool = False) -> ResNetBackbone:
-    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``."""
-    return _resnet("resnet50", pretrained)
+def resnet50(*, pretrained: bool = False, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``; ``norm`` as for :func:`resnet18`."""
+    return _resnet("resnet50", pretrained, norm)

@@ -8,6 +8,7 @@
 >>> final = train(load_config("configs/smoke_synthetic.yaml", ["train.epochs=1"]))
 """
 
+from dml.train import divide_conquer  # noqa: F401  (registers the method "divide_conquer")
 from dml.train.build import (
     build_loss,
     build_model,
@@ -18,6 +19,7 @@ from dml.train.build import (
 )
 from dml.train.callbacks import Callback, Method
 from dml.train.config import Config, ConfigError, dump, from_dict, load_config, to_dict
+from dml.train.methods import available_methods, build_method, register_method
 from dml.train.trainer import evaluate, train
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "Method",
+    "available_methods",
     "build_loss",
+    "build_method",
     "build_model",
     "build_optimizer",
     "dump",
@@ -34,6 +38,7 @@ __all__ = [
     "load_config",
     "load_model",
     "preflight",
+    "register_method",
     "resolve_device",
     "to_dict",
     "train",

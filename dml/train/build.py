@@ -98,6 +98,8 @@ def build_model(config: Config) -> nn.Module:
         pretrained=m.pretrained,
         channels_last=config.channels_last,
         backbone_kwargs=m.backbone_kwargs,
+        head=m.head,
+        head_kwargs=m.head_kwargs,
     )
 
 
@@ -141,3 +143,6 @@ def preflight(config: Config) -> None:
         check_keywords(config.data.name, config.data.kwargs)
     except TypeError as err:
         raise ConfigError(f"Config key 'data.kwargs': {err}") from err
+    from dml.train.methods import check_method  # the registry imports dml.train.config, as this module does
+
+    check_method(config.method.name, config.method.kwargs)

@@ -71,6 +71,13 @@ class Method:
     :func:`dml.eval.evaluate` then use them without any change to the loop.
     """
 
+    def __init__(self) -> None:
+        """Plain metric learning has no hyperparameters."""
+
+    def setup(self, *, model: nn.Module, data: Any, config: Any, device: torch.device) -> None:
+        """Called once before training (after resuming) with the run's model, data pipeline
+        (:class:`dml.data.loaders.Pipeline`, e.g. to replace its batch sampler), config and device."""
+
     def training_step(
         self,
         net: nn.Module,

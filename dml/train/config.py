@@ -90,6 +90,8 @@ class ModelConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     learners: int = 1  # > 1: an ensemble of heads of embedding_dim outputs each (dml.models.ensemble)
     shared_backbone: bool = True  # an ensemble's heads on one backbone (true) or one backbone each (false)
+    head: str = "linear"  # "split": K separately normalised slices (dml.models.split_head)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,6 +139,15 @@ class EvalConfig:
 
 
 @dataclass
+class MethodConfig:
+    """The training method (:mod:`dml.train.methods`): ``"metric"`` (plain metric learning) or a registered
+    method such as ``"divide_conquer"``, with its keyword hyperparameters."""
+
+    name: str = "metric"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     """A complete training run. ``eval.every = 0`` evaluates only once, after the last epoch.
 
@@ -158,6 +169,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
 
     def validate(self) -> Config:
         """Check value ranges and choices that types alone do not capture; returns ``self``."""

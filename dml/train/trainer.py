@@ -71,6 +71,7 @@ from dml.train.checkpoint import (
 )
 from dml.train.class_means import class_means_for
 from dml.train.config import Config, dump, to_dict
+from dml.train.methods import build_method
 from dml.utils import atomic_save_json, run_info, seed_everything
 from dml.utils.progress import tqdm
 
@@ -97,7 +98,8 @@ def train(
     shorthand for one that only has that hook: the numbers it returns (e.g. a diagnostic such as
     :func:`dml.diagnostics.hard_triplet_ratio`) are added to that epoch's record in ``metrics.json``, with the
     random-number state restored after the call, so a callback never changes what is trained. ``method``
-    (:class:`dml.train.callbacks.Method`) owns the training step and the test-time embedding.
+    (:class:`dml.train.callbacks.Method`) owns the training step and the test-time embedding; without it the
+    config's ``method`` is built (:mod:`dml.train.methods`), and a method that is also a ``Callback`` gets the hooks.
     With ``eval.at_start`` the untrained model is evaluated first (and the epoch-end callbacks run), recorded as
     epoch 0, the RNG state restored afterwards.
     """
@@ -109,10 +111,12 @@ def train(
     if method is None:
         method = class_means_for(config)  # a vmf loss with estimator "full" re-estimates its class means
     hooks = list(callbacks) + ([EpochEndFunction(on_epoch_end)] if on_epoch_end is not None else [])
-    if isinstance(method, Callback):  # a method that is also a callback sees the loop's hooks too
+    if method is None:
+        method = build_method(config.method.name, **config.method.kwargs)
+    if isinstance(method, Callback):  # a method that also observes the loop (e.g. re-clustering)
         hooks.append(method)
     try:
-        return _train(config, resume=resume, info=info, device=device, callbacks=hooks, method=method or Method())
+        return _train(config, resume=resume, info=info, device=device, callbacks=hooks, method=method)
     finally:
         if owns_group:
             distributed.cleanup()
@@ -153,6 +157,7 @@ def _train(
 ) -> dict[str, Any]:
     run = _build_run(config, resume=resume, info=info, device=device, callbacks=callbacks, method=method)
     start_epoch, evaluated = _restore(run) if resume else (0, True)
+    run.method.setup(model=run.model, data=run.data, config=config, device=device)
     for callback in callbacks:
         callback.on_loss_built(run.loss_fn)
         callback.on_train_start(run.model)

@@ -151,3 +151,30 @@ def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> N
     for key in ("pipeline", "augment", "cache_size", "cache_workers"):
         del old["data"][key]
     _check_resumable(_with_defaults(old), to_dict(config))  # a checkpoint from before these keys still resumes
+
+
+def test_a_pipeline_trains_from_a_replacement_sampler() -> None:
+    """``Pipeline.use_sampler``: the same pipeline, batches from another batch sampler (divide and conquer's)."""
+    import numpy as np
+
+    from dml.data.cluster_sampler import ClusterBatchSampler
+    from dml.data.loaders import Pipeline, build_loaders
+    from dml.data.settings import DataConfig
+
+    config = DataConfig(
+        name="synthetic",
+        kwargs={"num_classes": 8, "images_per_class": 6, "image_size": 16, "seed": 1},
+        pipeline="tensor",
+    )
+    config.sampler.p, config.sampler.k = 2, 3
+    data = build_loaders(config)
+    sampler = ClusterBatchSampler(data.train_set.labels, p=2, k=3)
+    sampler.set_clusters(np.arange(len(data.train_set.labels)) % 2)
+    data.use_sampler(sampler)
+    assert data.sampler is sampler and len(data.loader) == len(sampler)
+    for _, labels in data.loader:
+        assert labels.shape == (6,)
+        sampler.pop_cluster()
+    bare = Pipeline(train_set=data.train_set, sampler=data.sampler, loader=data.loader, evaluation=None)
+    with pytest.raises(ValueError, match="loader_of"):
+        bare.use_sampler(sampler)

@@ -45,6 +45,10 @@ PAGES = {
         "notebooks/reproduce_dreml.md",
         ["DREML", "DREML, 2018 loss", "single learner", "single learner, 2018 loss"],
     ),
+    "divide_conquer": (
+        "notebooks/reproduce_divide_conquer.md",
+        ["paper schedule", "released schedule", "no fine-tuning", "single learner"],
+    ),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
@@ -62,6 +66,15 @@ CASES = {
     # concatenated prefixes under the query-gallery protocol.
     ("dreml", "cub200"): ["data.sampler.p=4"],
     ("dreml", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
+    # Divide and conquer on CUB: 4 learners of 2 dimensions, the clusters divided before epoch 1 and re-divided
+    # (Hungarian-matched) before epoch 2; K-means kept short. The fine-tuning is covered by the unit tests.
+    ("divide_conquer", "cub200"): [
+        "data.sampler.p=4",
+        "data.sampler.k=2",
+        "method.kwargs.recluster_every=1",
+        "method.kwargs.kmeans_niter=10",
+        "method.kwargs.kmeans_nredo=1",
+    ],
 }
 
 
