@@ -34,6 +34,7 @@ from dml.data.samplers import PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig, SamplerConfig
 from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
+from dml.data.synthetic_hotels import SyntheticHotels
 
 __all__ = [
     "AugmentConfig",
@@ -67,6 +68,7 @@ __all__ = [
     "SamplerConfig",
     "StanfordOnlineProducts",
     "SyntheticDataset",
+    "SyntheticHotels",
     "SyntheticSpec",
     "UnknownDatasetError",
     "UnsafeArchiveError",

@@ -49,9 +49,11 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
+from dml.data.balanced import SourceBalancedSampler
 from dml.data.cache import CachedDataset, build_cache, open_cache
 from dml.data.catalog import CATALOG
 from dml.data.images import FIX, MissingImageError, bad_image_message
+from dml.data.occlusion import OccludedBatchAugment
 from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
@@ -183,7 +185,9 @@ def image_transforms(augment: AugmentConfig, mean: Sequence[float], std: Sequenc
         train.append(v2.RandomCrop(a.size))
     else:
         train.append(v2.RandomResizedCrop(a.size, antialias=True))
-    train += [v2.RandomHorizontalFlip(a.flip), v2.Normalize(list(mean), list(std))]
+    train.append(v2.RandomHorizontalFlip(a.flip))
+    occlude = a.occlusion.build()
+    train += ([occlude] if occlude is not None else []) + [v2.Normalize(list(mean), list(std))]
     test = [v2.Resize(a.test_resize, antialias=True), v2.CenterCrop(a.size), v2.Normalize(list(mean), list(std))]
     return v2.Compose(train), v2.Compose(test)
 
@@ -194,6 +198,9 @@ def batch_transforms(data: DataConfig, mean: Sequence[float], std: Sequence[floa
     a = data.augment
     resize = a.resize if a.resize is not None and a.resize != data.cache_size else None
     train = BatchAugment(size=a.size, crop=a.crop, resize=resize, flip=a.flip, mean=mean, std=std)
+    occlude = a.occlusion.build()
+    if occlude is not None:
+        train = OccludedBatchAugment(train, occlude)
     return train, CenterCropTransform(resize=a.test_resize, size=a.size, mean=mean, std=std)
 
 
@@ -216,8 +223,17 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
         train_set, evaluation, loader_of = _uncached(d, protocol, batch_size=eval_batch_size, is_main=is_main,
                                                      device=device)
     s = d.sampler
-    sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
-                        batching=s.batching, seed=seed, rank=rank, world_size=world_size)
+    if s.variant == "source-balanced":
+        sources = getattr(train_set, "sources", None)
+        if sources is None:
+            raise ConfigError(f"Config key 'data.sampler.variant': 'source-balanced' needs the per-image array "
+                              f"'sources', which dataset {d.name!r} does not have; use variant 'filled' or "
+                              "'sample-repeat'.")
+        sampler = SourceBalancedSampler(train_set.labels, sources=sources, p=s.p, k=s.k, seed=seed, rank=rank,
+                                        world_size=world_size)
+    else:
+        sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
+                            batching=s.batching, seed=seed, rank=rank, world_size=world_size)
     sampler.set_epoch(1)
     if len(sampler) == 0:
         raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
@@ -232,6 +248,8 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
     train_t = eval_t = None
     if d.pipeline == "jpeg":
         train_t, eval_t = image_transforms(d.augment, *normalization(d.augment))
+    else:  # tensor: the items are used as they are, but for the occlusion augmentation (None when off)
+        train_t = d.augment.occlusion.build()
     train_set = build_dataset(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
     _check_arrays(train_set, protocol, d.name)
     evaluation = None

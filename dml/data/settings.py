@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dml.data.occlusion import Occlude
+
 PIPELINES = ("tensor", "jpeg", "cached")
 CROPS = ("random-resized", "random")
 
@@ -29,6 +31,32 @@ class SamplerConfig:
 
 
 @dataclass
+class OcclusionConfig:
+    """People-shaped occlusion as a training augmentation (:class:`dml.data.occlusion.Occlude`), in every pipeline:
+    with probability ``p`` per training image (0: off), a silhouette whose height (``measure: side``, the released
+    Hotels-50K baseline) or share of the pixels (``measure: area``) is drawn from ``scale``, filled with the
+    image's mean colour (``fill: mean``) or a random one (``fill: random``)."""
+
+    p: float = 0.0
+    scale: list[float] = field(default_factory=lambda: [0.3, 0.7])
+    measure: str = "side"
+    fill: str = "mean"
+
+    def __post_init__(self) -> None:
+        try:
+            self.build()
+        except ValueError as error:
+            raise ConfigError(f"Config key 'data.augment.occlusion': {error}") from None
+
+    def build(self) -> Occlude | None:
+        """The :class:`~dml.data.occlusion.Occlude` transform, or ``None`` when ``p`` is 0."""
+        if len(self.scale) != 2:
+            raise ValueError(f"scale is a range [low, high]; got {self.scale}.")
+        occlude = Occlude(p=self.p, scale=self.scale, measure=self.measure, fill=self.fill)
+        return occlude if self.p > 0 else None
+
+
+@dataclass
 class AugmentConfig:
     """Image transforms of the ``jpeg`` and ``cached`` pipelines (see :mod:`dml.data.loaders`).
 
@@ -44,6 +72,7 @@ class AugmentConfig:
     flip: float = 0.5
     test_resize: int = 256
     normalize: str = "imagenet"
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
 
 
 @dataclass

@@ -151,3 +151,52 @@ def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> N
     for key in ("pipeline", "augment", "cache_size", "cache_workers"):
         del old["data"][key]
     _check_resumable(_with_defaults(old), to_dict(config))  # a checkpoint from before these keys still resumes
+
+
+OCCLUSION = {"p": 1.0, "scale": [0.5, 0.7]}
+
+
+@pytest.mark.parametrize("pipeline", ["jpeg", "cached"])
+def test_occlusion_augmentation_reaches_the_training_batches_only(cub: Path, tmp_path: Path, pipeline: str) -> None:
+    augment = {"size": 32, "test_resize": 36, "flip": 0.0, "crop": "random", "resize": 32}
+    plain = from_dict(_config(tmp_path, pipeline=pipeline, augment=augment))
+    occluded = from_dict(_config(tmp_path, pipeline=pipeline, augment={**augment, "occlusion": OCCLUSION}))
+    with_masks = loaders.build_loaders(occluded.data, seed=0)
+    without = loaders.build_loaders(plain.data, seed=0)
+    if pipeline == "cached":
+        with_masks.loader.set_epoch(1)
+        without.loader.set_epoch(1)
+    else:
+        torch.manual_seed(0)
+    x, _ = next(iter(with_masks.loader))
+    if pipeline == "jpeg":
+        torch.manual_seed(0)
+    y, _ = next(iter(without.loader))
+    differs = (x != y).any(dim=1).float().mean(dim=(1, 2))
+    assert (differs > 0.02).all()  # every training crop got a person (crops equal: size = resize, no flip)
+    # evaluation batches are the same with and without the augmentation
+    a = next(iter(with_masks.evaluation.data))[0]
+    b = next(iter(without.evaluation.data))[0]
+    assert torch.equal(a, b)
+
+
+def test_occlusion_augmentation_on_the_tensor_pipeline_spares_the_hotel_gallery(tmp_path: Path) -> None:
+    kw = {"rooms": 8, "images_per_room": 8, "queries_per_room": 2, "image_size": 16}
+    config = from_dict(_config(tmp_path, name="synthetic-hotels", kwargs=kw, pipeline="tensor",
+                               sampler={"variant": "source-balanced", "p": 2, "k": 4},
+                               augment={"occlusion": OCCLUSION}))
+    data = loaders.build_loaders(config.data, protocol="hotels", seed=0)
+    index = 0
+    raw = data.train_set.images[index]
+    occluded = data.train_set[index][0]
+    assert not torch.equal(occluded, torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
+    gallery = data.evaluation.gallery[index][0]
+    assert torch.allclose(gallery, torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
+    batch = next(iter(data.sampler))
+    assert (data.train_set.sources[batch] == "traffickcam").sum() == 4  # 2 rooms x (4 / 2)
+
+
+def test_source_balanced_needs_sources(cub: Path, tmp_path: Path) -> None:
+    config = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balanced", "p": 2, "k": 2}))
+    with pytest.raises(ConfigError, match="'sources'"):
+        loaders.build_loaders(config.data, seed=0)
