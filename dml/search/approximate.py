@@ -7,10 +7,10 @@ on a few CPU cores, which an investigator answering one query at a time does not
 recall for much less work, by inner product on the L2-normalised embeddings (= cosine similarity):
 
 * ``hnsw`` (galleries below :data:`APPROXIMATE_FROM`): a hierarchical navigable small-world graph (Malkov and
-  Yashunin, IEEE TPAMI 2020), ``M = 32`` links per node, ``efConstruction = 80``, ``efSearch = 128``: fast
-  queries, but its build is the slow part and its graph adds ``2·M`` ints per item;
+  Yashunin, IEEE TPAMI 2020), ``M = 32`` links per node, ``efConstruction = 80``, ``efSearch = 256`` (above the
+  usual top 100): fast queries, but its build is the slow part and its graph adds ``2·M`` ints per item;
 * ``ivf`` (from :data:`APPROXIMATE_FROM` items): an inverted file of ``nlist = 4·√N`` k-means cells (trained on a
-  seeded sample of at most 256 points per cell), each query scanning the ``nprobe = 32`` nearest cells; the index
+  seeded sample of 64 points per cell), each query scanning the ``nprobe = 32`` nearest cells; the index
   holds the vectors once, so its memory is the gallery's.
 
 The recall of the approximate top-k against the exact top-k (:func:`recall_against_exact`) is measured when the
@@ -28,7 +28,8 @@ import numpy as np
 #: From this gallery size on, ``dml index`` builds an approximate index (``--search auto``) and uses IVF.
 APPROXIMATE_FROM = 1_000_000
 KINDS = ("hnsw", "ivf")
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 256
+IVF_TRAIN_PER_CELL = 64
 IVF_NPROBE = 32
 _ADD_CHUNK = 65536
 
@@ -50,7 +51,7 @@ def build_approximate(embeddings: np.ndarray, kind: str, *, seed: int = 0):  # -
         nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))  # faiss wants at least 39 training points per cell
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        sample = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, 256 * nlist)])
+        sample = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, IVF_TRAIN_PER_CELL * nlist)])
         index.train(np.ascontiguousarray(embeddings[sample], dtype=np.float32))
     else:
         raise ValueError(f"Unknown approximate index {kind!r}; choose one of {list(KINDS)}.")
