@@ -35,6 +35,10 @@ from dml.data.settings import AugmentConfig, ConfigError, DataConfig, SamplerCon
 from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
 from dml.data.synthetic_hotels import SyntheticHotels
+from dml.data.folder import image_folder  # noqa: E402  (registers 'imagefolder')
+from dml.data.imagelist import image_list  # noqa: E402  (registers 'imagelist')
+from dml.data.splits import assign_splits
+from dml.data.userdata import USER_DATASETS, UserImageDataset
 
 __all__ = [
     "AugmentConfig",
@@ -91,4 +95,9 @@ __all__ = [
     "register",
     "safe_extract",
     "whole_classes",
+    "USER_DATASETS",
+    "UserImageDataset",
+    "assign_splits",
+    "image_folder",
+    "image_list",
 ]

@@ -57,6 +57,9 @@ from dml.data.occlusion import OccludedBatchAugment
 from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
+from dml.data.registry import available as available_datasets
+from dml.data.files import ImageFileDataset
+from dml.data.registry import factory as dataset_factory
 from dml.data.samplers import PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig
 from dml.utils.registry import did_you_mean
@@ -87,14 +90,30 @@ class Pipeline:
             self.sampler.set_epoch(epoch)
 
 
+def reads_files(name: str) -> bool:
+    """Whether dataset ``name`` reads image files (a :class:`~dml.data.ImageFileDataset` subclass, or a factory
+    annotated to return one: the benchmarks, ``imagefolder``, ``imagelist``, a user's own registered loader), which
+    the ``jpeg`` and ``cached`` pipelines resize and ``tensor`` cannot batch."""
+    import inspect
+    import typing
+
+    made = dataset_factory(name)
+    if not inspect.isclass(made):
+        try:
+            made = typing.get_type_hints(made).get("return")
+        except (NameError, TypeError):
+            return False
+    return inspect.isclass(made) and issubclass(made, ImageFileDataset)
+
+
 def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     """Check the pipeline keys (and the evaluation ``protocol``) against the dataset before anything slow happens
     (``ConfigError``)."""
     d, a = data, data.augment
     check_protocol(data, protocol)
-    files = d.name in CATALOG
+    files = d.name in CATALOG or (d.name in available_datasets() and reads_files(d.name))
     if d.pipeline == "tensor" and files:
-        raise ConfigError(f"Config key 'data.pipeline': {d.name!r} is a benchmark of image files of different sizes, "
+        raise ConfigError(f"Config key 'data.pipeline': {d.name!r} reads image files of any size, "
                           "which pipeline 'tensor' cannot batch; set data.pipeline=jpeg (per-image transforms) or "
                           "data.pipeline=cached (decode once, then augment whole batches).")
     if d.pipeline == "tensor":
@@ -102,7 +121,7 @@ def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     if d.pipeline == "jpeg" and not files:
         raise ConfigError(f"Config key 'data.pipeline': 'jpeg' reads image files, but the items of {d.name!r} are "
                           f"not files; use data.pipeline=tensor for it (or cached). Datasets of image files: "
-                          f"{sorted(CATALOG)}.")
+                          f"{sorted(n for n in available_datasets() if n in CATALOG or reads_files(n))}.")
     if d.name == "cached":
         raise ConfigError("Config key 'data.name': with data.pipeline='" + d.pipeline + "' name the source dataset "
                           "(e.g. cub200), not 'cached'; the pipeline builds and opens its cache itself.")
@@ -163,6 +182,35 @@ def check_image_files(data: Pipeline, name: str) -> None:
                 f"{bad_image_message(missing[0])} ({len(missing)} of the {len(paths)} image files of the "
                 f"{getattr(split, 'split', '?')!r} split are missing; `dml data check {name}` lists them.) {FIX}"
             )
+
+
+def save_split(data: DataConfig, folder: str | Path) -> Path | None:
+    """Write the train/test assignment of a user's own images (``imagefolder``, ``imagelist``) to
+    ``folder/split.csv`` (:func:`dml.data.splits.write_split_file`) and return its path; ``None`` for other
+    datasets, whose splits are fixed by their files."""
+    from dml.data.splits import SPLIT_FILE, write_split_file
+    from dml.data.userdata import USER_DATASETS
+
+    if data.name not in USER_DATASETS:
+        return None
+    every = build_dataset(data.name, split="all", root=data.root, **data.kwargs)
+    rows = [(path, every.class_of[int(label)], split)
+            for path, label, split in zip(every.relative_paths, every.labels, every.split_of)]
+    write_split_file(Path(folder) / SPLIT_FILE, rows)
+    return Path(folder) / SPLIT_FILE
+
+
+def collate(batch: Sequence[tuple[Any, ...]]) -> Any:
+    """``default_collate``, with a one-line ``ValueError`` instead of ``torch.stack``'s when the images of a batch
+    differ in size (a dataset of image files needs pipeline ``jpeg`` or ``cached``, which resize them)."""
+    from torch.utils.data import default_collate
+
+    shapes = sorted({tuple(item[0].shape) for item in batch if isinstance(item[0], torch.Tensor)})
+    if len(shapes) > 1:
+        raise ValueError(f"The images of one batch differ in size ({len(shapes)} shapes, e.g. {shapes[0]} and "
+                         f"{shapes[-1]}), so they cannot be stacked; set data.pipeline=jpeg (resize and crop each "
+                         "image) or data.pipeline=cached (decode once to squares).")
+    return default_collate(batch)
 
 
 def normalization(augment: AugmentConfig, cache: Any = None) -> Stats:
@@ -269,7 +317,7 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
                                  None if gallery is None else batches(gallery))
 
     def loader_of(sampler: PKSampler) -> DataLoader:
-        return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
+        return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=collate,
                           pin_memory=device.type == "cuda")
     return train_set, evaluation, loader_of
 
@@ -328,8 +376,8 @@ def evaluation_split(data: DataConfig, split: str, *, batch_size: int = 256, dev
 
 def _split_cache(d: DataConfig, split: str, *, progress: bool = False) -> Any:
     """The ``CachedDataset`` of one split of ``d``, built (or checked against its files) first."""
-    return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root,
-                                                       workers=d.cache_workers, progress=progress, **d.kwargs))
+    return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root, cache_root=d.cache_dir,
+                                     workers=d.cache_workers, progress=progress, **d.kwargs))
 
 
 def _centre_cropped(cache: Any, transform: CenterCropTransform, device: torch.device, indices: Sequence[int],
@@ -371,7 +419,7 @@ def _cached(d: DataConfig, protocol: str, *, seed: int, batch_size: int, is_main
             barrier: Callable[[], None]) -> tuple[Any, Evaluation | None, Callable]:
     """The ``cached`` pipeline: the training cache, the evaluation, and the loader of a sampler."""
     splits = ["train"] + ([d.eval_split] if is_main and d.eval_split != "train" else [])
-    common = dict(size=d.cache_size, root=d.root, **d.kwargs)
+    common = dict(size=d.cache_size, root=d.root, cache_root=d.cache_dir, **d.kwargs)
     caches = {}
     if is_main:  # one process decodes (or checks the existing cache once); the others wait and open it
         for split in splits:

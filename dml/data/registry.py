@@ -44,6 +44,11 @@ def available() -> list[str]:
     return _REGISTRY.available()
 
 
+def factory(name: str) -> Callable[..., Dataset]:
+    """The factory registered as ``name``; :class:`UnknownDatasetError` for an unregistered name."""
+    return _REGISTRY.get(name)
+
+
 def check_keywords(name: str, kw: Mapping[str, Any]) -> None:
     """``TypeError`` when ``kw`` holds a keyword the dataset ``name`` does not accept (besides ``split``, ``root``
     and ``transform``), naming the closest accepted ones and all of them; nothing when its factory takes any.

@@ -79,7 +79,8 @@ class AugmentConfig:
 class DataConfig:
     """``pipeline``: ``"tensor"`` (items are fixed-size tensors, used as they are), ``"jpeg"`` (per-image
     ``augment`` transforms in the ``DataLoader`` workers) or ``"cached"`` (each split decoded once into a
-    ``cache_size`` cache with ``cache_workers`` processes, batches augmented whole)."""
+    ``cache_size`` cache with ``cache_workers`` processes, batches augmented whole). ``cache_dir``: where the caches
+    go (default the data folder's ``cache/``; never inside a user's image folder, :func:`dml.data.cache.cache_dir`)."""
 
     name: str = "synthetic"
     root: str | None = None
@@ -91,3 +92,4 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_size: int = 288
     cache_workers: int = 2
+    cache_dir: str | None = None

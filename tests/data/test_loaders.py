@@ -153,6 +153,57 @@ def test_tensor_pipeline_is_the_default_and_old_checkpoint_configs_resume() -> N
     _check_resumable(_with_defaults(old), to_dict(config))  # a checkpoint from before these keys still resumes
 
 
+def _user_config(root, pipeline: str, **extra):
+    from dml.data import DataConfig
+    from dml.data.settings import AugmentConfig, SamplerConfig
+
+    return DataConfig(name="imagefolder", root=str(root), pipeline=pipeline, cache_size=28,
+                      augment=AugmentConfig(size=24, test_resize=28), sampler=SamplerConfig(p=3, k=2), **extra)
+
+
+@pytest.mark.parametrize("pipeline", ["jpeg", "cached"])
+def test_an_image_folder_of_mixed_sizes_batches_in_every_pipeline(tmp_path, monkeypatch, pipeline: str) -> None:
+    from dml.data.loaders import build_loaders, check_pipeline
+    from tests.fixtures.user_images import make_image_folder
+
+    monkeypatch.setenv("DML_DATA", str(tmp_path))
+    config = _user_config(make_image_folder(tmp_path / "photos"), pipeline, cache_workers=0)
+    check_pipeline(config)
+    data = build_loaders(config)
+    images, labels = next(iter(data.loader))
+    assert images.shape == (6, 3, 24, 24) and len(set(labels.tolist())) == 3
+    batch = next(iter(data.eval_data))
+    assert batch[0].shape[1:] == (3, 24, 24)
+
+
+def test_a_registered_file_dataset_is_served_by_jpeg_and_refused_by_tensor(tmp_path) -> None:
+    """Issue 17: a user's registered dataset of files was refused by the jpeg pipeline."""
+    from dml.data import ConfigError, DataConfig, ImageFileDataset
+    from dml.data.loaders import check_pipeline
+    from dml.data.registry import _REGISTRY, register
+
+    @register("my_files_for_test")
+    class Mine(ImageFileDataset):
+        def __init__(self, split="train", *, root=None, transform=None):
+            super().__init__(split=split, paths=[], labels=[], transform=transform)
+
+    try:
+        check_pipeline(DataConfig(name="my_files_for_test", pipeline="jpeg"))
+        with pytest.raises(ConfigError, match="reads image files of any size"):
+            check_pipeline(DataConfig(name="my_files_for_test", pipeline="tensor"))
+    finally:
+        _REGISTRY.unregister("my_files_for_test")
+
+
+def test_images_of_different_sizes_in_one_tensor_batch_are_one_line() -> None:
+    from dml.data.loaders import collate
+
+    batch = [(torch.zeros(3, 8, 8), 0), (torch.zeros(3, 9, 8), 1)]
+    with pytest.raises(ValueError, match="differ in size .* data.pipeline=jpeg"):
+        collate(batch)
+    assert collate(batch[:1])[0].shape == (1, 3, 8, 8)
+
+
 OCCLUSION = {"p": 1.0, "scale": [0.5, 0.7]}
 
 
