@@ -60,7 +60,7 @@ from dml.data.registry import build as build_dataset
 from dml.data.registry import available as available_datasets
 from dml.data.files import ImageFileDataset
 from dml.data.registry import factory as dataset_factory
-from dml.data.samplers import PKSampler
+from dml.data.samplers import VARIANTS, PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig
 from dml.utils.registry import did_you_mean
 
@@ -280,6 +280,10 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
         sampler = SourceBalancedSampler(train_set.labels, sources=sources, p=s.p, k=s.k, seed=seed, rank=rank,
                                         world_size=world_size)
     else:
+        if s.variant not in VARIANTS:
+            raise ConfigError(f"Config key 'data.sampler.variant': unknown value {s.variant!r}"
+                              f"{did_you_mean(s.variant, [*VARIANTS, 'source-balanced'])} Choose one of "
+                              f"{[*VARIANTS, 'source-balanced']}.")
         sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
                             batching=s.batching, seed=seed, rank=rank, world_size=world_size)
     sampler.set_epoch(1)

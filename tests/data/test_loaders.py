@@ -251,3 +251,6 @@ def test_source_balanced_needs_sources(cub: Path, tmp_path: Path) -> None:
     config = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balanced", "p": 2, "k": 2}))
     with pytest.raises(ConfigError, match="'sources'"):
         loaders.build_loaders(config.data, seed=0)
+    unknown = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balance", "p": 2, "k": 2}))
+    with pytest.raises(ConfigError, match="Did you mean 'source-balanced'"):
+        loaders.build_loaders(unknown.data, seed=0)
