@@ -57,6 +57,7 @@ from dml.data.occlusion import OccludedBatchAugment
 from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
+from dml.data.registry import factory
 from dml.data.registry import available as available_datasets
 from dml.data.files import ImageFileDataset
 from dml.data.registry import factory as dataset_factory
@@ -381,7 +382,15 @@ def evaluation_split(data: DataConfig, split: str, *, batch_size: int = 256, dev
 def _split_cache(d: DataConfig, split: str, *, progress: bool = False) -> Any:
     """The ``CachedDataset`` of one split of ``d``, built (or checked against its files) first."""
     return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root, cache_root=d.cache_dir,
-                                     workers=d.cache_workers, progress=progress, **d.kwargs))
+                                     workers=d.cache_workers, progress=progress, **split_kwargs(d, split)))
+
+
+def split_kwargs(d: DataConfig, split: str) -> dict[str, Any]:
+    """``d.kwargs`` without the keywords that do not change ``split`` (a dataset's ``TEST_ONLY_KWARGS``, such as
+    Hotels-50K's ``occlusion`` for the training split), so that the test sets of one training split share its
+    cache instead of each decoding it again."""
+    test_only = getattr(factory(d.name), "TEST_ONLY_KWARGS", ()) if split == "train" else ()
+    return {k: v for k, v in d.kwargs.items() if k not in test_only}
 
 
 def _centre_cropped(cache: Any, transform: CenterCropTransform, device: torch.device, indices: Sequence[int],
@@ -423,14 +432,15 @@ def _cached(d: DataConfig, protocol: str, *, seed: int, batch_size: int, is_main
             barrier: Callable[[], None]) -> tuple[Any, Evaluation | None, Callable]:
     """The ``cached`` pipeline: the training cache, the evaluation, and the loader of a sampler."""
     splits = ["train"] + ([d.eval_split] if is_main and d.eval_split != "train" else [])
-    common = dict(size=d.cache_size, root=d.root, cache_root=d.cache_dir, **d.kwargs)
+    common = dict(size=d.cache_size, root=d.root, cache_root=d.cache_dir)
     caches = {}
     if is_main:  # one process decodes (or checks the existing cache once); the others wait and open it
         for split in splits:
             caches[split] = _split_cache(d, split, progress=sys.stderr.isatty())
     barrier()
     if not is_main:  # rank 0 has just verified the caches against the files
-        caches = {split: open_cache(d.name, split=split, verify=False, **common) for split in splits}
+        caches = {split: open_cache(d.name, split=split, verify=False, **common, **split_kwargs(d, split))
+                  for split in splits}
     train_set = caches["train"]
     _check_arrays(train_set, protocol, d.name)  # the cache restores the source's per-image arrays
     train_t, eval_t = batch_transforms(d, *normalization(d.augment, train_set))

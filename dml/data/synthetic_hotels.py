@@ -51,6 +51,9 @@ class SyntheticHotels(InMemoryDataset):
             (:class:`dml.data.SyntheticDataset`).
     """
 
+    #: Keywords that change only the test split (see :func:`dml.data.loaders.split_kwargs`).
+    TEST_ONLY_KWARGS = ("occlusion",)
+
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
                  transform: Transform | None = None, rooms: int = 60, images_per_room: int = 16,
                  queries_per_room: int = 4, siblings: int = 4, groups_per_chain: int = 1,

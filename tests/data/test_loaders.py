@@ -254,3 +254,18 @@ def test_source_balanced_needs_sources(cub: Path, tmp_path: Path) -> None:
     unknown = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balance", "p": 2, "k": 2}))
     with pytest.raises(ConfigError, match="Did you mean 'source-balanced'"):
         loaders.build_loaders(unknown.data, seed=0)
+
+
+def test_occluded_test_sets_share_the_training_cache(tmp_path: Path) -> None:
+    from tests.fixtures.benchmarks import make_hotels
+
+    make_hotels(tmp_path / "hotels50k", hotels=4, train_per_hotel=3, missing_train=0)
+    for occlusion in ("unoccluded", "low"):
+        config = from_dict(_config(tmp_path, name="hotels50k", pipeline="cached", kwargs={"occlusion": occlusion},
+                                   sampler={"p": 2, "k": 2}, augment={"size": 32, "test_resize": 36,
+                                                                      "normalize": "cache"}))
+        data = loaders.build_loaders(config.data, protocol="hotels", seed=0)
+        assert len(data.evaluation.data.dataset) == 4  # one test photo per hotel
+    caches = sorted(p.name.rsplit("-", 1)[0] if p.name.count("-") > 2 else p.name
+                    for p in (tmp_path / "cache").iterdir())
+    assert caches == ["hotels50k-test-40", "hotels50k-test-40", "hotels50k-train-40"], caches
