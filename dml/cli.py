@@ -17,10 +17,11 @@ Multi-GPU: ``torchrun --nproc_per_node=N -m dml.cli train CONFIG``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dml import __version__
 
@@ -102,7 +103,73 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument("--root", metavar="DIR", help="data folder (default: $DML_DATA or the repository's data/)")
     cache.add_argument("--workers", type=int, default=2, help="decoding processes (2)")
     cache.add_argument("--force", action="store_true", help="rebuild even if a complete cache exists")
+    _search_parsers(commands)
     return parser
+
+
+def _search_parsers(commands: argparse._SubParsersAction) -> None:
+    """``dml eval``, ``dml index`` and ``dml search`` (:mod:`dml.search`)."""
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a saved run (or checkpoint) under its dataset's protocol",
+        description="Score the trained model of a run folder (or a checkpoint.pt) on a split of its dataset, under "
+        "the dataset's evaluation protocol and the run's eval settings; prints the metrics and writes them with "
+        "their provenance to RUN_DIR/eval-SPLIT.json. A user's own images are split as the run saved them "
+        "(split.csv).",
+    )
+    evaluate.add_argument("run", metavar="RUN_DIR", help="a folder written by dml train, or its checkpoint.pt")
+    evaluate.add_argument("--split", choices=("train", "test", "all"), help="which split (default: the run's)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (auto)")
+    evaluate.add_argument("--cache-dir", metavar="DIR", help="where the cached pipeline keeps its caches")
+    evaluate.add_argument("--out", metavar="FILE", help="where to write the metrics (RUN_DIR/eval-SPLIT.json)")
+
+    index = commands.add_parser(
+        "index",
+        help="embed a gallery of images with a trained run into an index folder",
+        description="Embed every image of a gallery (a folder, a CSV/TSV list of path,label rows, or NAME:SPLIT of "
+        "a registered dataset) with the trained model of RUN_DIR and its evaluation preprocessing; write the "
+        "embeddings, the items, the model's fingerprint and the preprocessing to INDEX_DIR. Exact search by "
+        "default; from a million images a faiss index (HNSW or IVF, by size) with its recall against exact search "
+        "printed. An interrupted build resumes; unreadable images are skipped, listed and warned about.",
+    )
+    index.add_argument("run", metavar="RUN_DIR", help="a folder written by dml train, or its checkpoint.pt")
+    index.add_argument("--images", required=True, metavar="PATH_OR_LIST", help="gallery folder, list or NAME:SPLIT")
+    index.add_argument("--out", required=True, metavar="INDEX_DIR", help="the index folder to write")
+    index.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored embeddings")
+    index.add_argument(
+        "--search",
+        choices=("auto", "exact", "approximate"),
+        default="auto",
+        help="exact search, or a faiss index (auto: from 1,000,000 images)",
+    )
+    index.add_argument(
+        "--kind",
+        choices=("auto", "hnsw", "ivf"),
+        default="auto",
+        help="the faiss index (auto: hnsw below 1,000,000 images, ivf from there)",
+    )
+    index.add_argument("--batch-size", type=int, default=64, help="images embedded at a time (64)")
+    index.add_argument("--workers", type=int, default=0, help="decoding processes (0: in this process)")
+    index.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (auto)")
+    index.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+    search = commands.add_parser(
+        "search",
+        help="top-k gallery matches of query images, exported as CSV, JSON and an HTML report",
+        description="Rank the gallery of INDEX_DIR for each query image (files or folders) with the index's model "
+        "and write RESULT_DIR/results.csv (the released Hotels-50K evaluation format: query id then the top-k "
+        "result ids), results.json (matches with scores, labels and provenance) and report.html (static, "
+        "self-contained, thumbnails).",
+    )
+    search.add_argument("index", metavar="INDEX_DIR", help="a folder written by dml index")
+    search.add_argument("queries", nargs="+", metavar="QUERY_IMAGES", help="query image files or folders")
+    search.add_argument("--out", required=True, metavar="RESULT_DIR", help="where to write the results")
+    search.add_argument("--top-k", type=int, default=100, help="matches per query (100)")
+    search.add_argument("--run", metavar="RUN_DIR", help="the run embedding the queries (default: the index's)")
+    search.add_argument("--exact", action="store_true", help="exact search even if the index is approximate")
+    search.add_argument("--shown", type=int, default=10, help="matches per query in report.html (10)")
+    search.add_argument("--no-report", dest="report", action="store_false", help="write no report.html")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (auto)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,7 +181,125 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE_ERROR
     if args.command == "data":
         return _data(args)
+    if args.command in ("eval", "index", "search"):
+        return _search_command(args)
     return _train(args)
+
+
+def _search_command(args: argparse.Namespace) -> int:
+    """``dml eval`` / ``index`` / ``search``: a run-time problem is one line and exit status 1, bad input 2."""
+    from dml.data.images import CorruptImageError, MissingImageError
+    from dml.search import IncompleteIndexError, IndexMismatchError, UnknownImageFormatError
+    from dml.train.checkpoint import CheckpointError
+
+    _log_to_stdout()
+    try:
+        return {"eval": _eval, "index": _index, "search": _search}[args.command](args)
+    except KeyboardInterrupt:
+        again = " (it resumes where it stopped)" if args.command == "index" else ""
+        print(f"dml {args.command}: interrupted; run the same command again{again}.", file=sys.stderr)
+        return 130
+    except (UnknownImageFormatError, IndexMismatchError, IncompleteIndexError) as err:
+        print(f"dml {args.command}: error: {_error_line(err)}", file=sys.stderr)
+        return USAGE_ERROR
+    except (CheckpointError, CorruptImageError, MissingImageError, ValueError, RuntimeError, OSError) as err:
+        print(f"dml {args.command}: error: {_error_line(err)}", file=sys.stderr)
+        return RUN_ERROR
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from dml.search import evaluate_run
+
+    record, written = evaluate_run(
+        args.run, split=args.split, device=args.device, cache_dir=args.cache_dir, out=args.out
+    )
+    print(f"{record['dataset']} ({record['split']} split, protocol {record['protocol']}), epoch {record['epoch']}:")
+    for key, value in record["metrics"].items():
+        if not isinstance(value, (list, dict)):
+            print(f"  {key:32s} {value:.4f}" if isinstance(value, float) else f"  {key:32s} {value}")
+    print(f"written to {written}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from dml.search import build_index
+
+    if args.batch_size < 1 or args.workers < 0:
+        print("dml index: error: --batch-size must be >= 1 and --workers >= 0.", file=sys.stderr)
+        return USAGE_ERROR
+    with _warnings_as_lines("dml index"):
+        index = build_index(
+            args.run,
+            args.images,
+            args.out,
+            dtype=args.dtype,
+            search=args.search,
+            kind=args.kind,
+            batch_size=args.batch_size,
+            device=args.device,
+            workers=args.workers,
+            progress=args.progress and sys.stderr.isatty(),
+        )
+    m = index.manifest
+    print(
+        f"indexed {m['count']} images ({m['dim']}-d {m['dtype']}) of {m['images']} into {index.folder}; "
+        f"{len(m['skipped'])} skipped."
+    )
+    if m["approximate"]:
+        a = m["approximate"]
+        print(
+            f"approximate search: faiss {a['kind']}, built in {a['build_seconds']:.1f} s, recall@{a['k']} against "
+            f"exact search {a['recall']:.4f} (on {a['recall_queries']} gallery images as queries)."
+        )
+    else:
+        print("exact search (chunked ranking of the whole gallery).")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from dml.search import export, search
+
+    if args.top_k < 1:
+        print("dml search: error: --top-k must be >= 1.", file=sys.stderr)
+        return USAGE_ERROR
+    with _warnings_as_lines("dml search"):
+        result = search(
+            args.index,
+            args.queries,
+            top_k=args.top_k,
+            run=args.run,
+            exact=True if args.exact else None,
+            device=args.device,
+        )
+    written = export(result, args.out, report=args.report, shown=args.shown)
+    best = result.rows[:, 0] if result.top_k else []
+    for q, row in enumerate(best[:5]):
+        item = result.index.items
+        print(
+            f"{result.queries.paths[q].name}: best match {item.paths[int(row)].name} (label "
+            f"{item.labels[int(row)] or '-'}, score {result.scores[q, 0]:.3f})"
+        )
+    if len(best) > 5:
+        print(f"... and {len(best) - 5} more queries")
+    print(
+        f"{len(result.queries)} queries, top {result.top_k} ({'exact' if result.exact else 'approximate'}) written "
+        f"to {', '.join(str(p) for p in written.values())}"
+    )
+    return 0
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """Warnings (e.g. skipped unreadable images) as one ``command: warning: ...`` line each on stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"{command}: warning: {warning.message}", file=sys.stderr)
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -35,6 +35,11 @@ from dml.data.samplers import PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig, SamplerConfig
 from dml.data.sop import StanfordOnlineProducts
 from dml.data.synthetic import SyntheticDataset, SyntheticSpec
+from dml.data.synthetic_hotels import SyntheticHotels
+from dml.data.folder import image_folder  # noqa: E402  (registers 'imagefolder')
+from dml.data.imagelist import image_list  # noqa: E402  (registers 'imagelist')
+from dml.data.splits import assign_splits
+from dml.data.userdata import USER_DATASETS, UserImageDataset
 
 __all__ = [
     "CATALOG",
@@ -68,6 +73,7 @@ __all__ = [
     "StaleCacheError",
     "StanfordOnlineProducts",
     "SyntheticDataset",
+    "SyntheticHotels",
     "SyntheticSpec",
     "UnknownDatasetError",
     "UnsafeArchiveError",
@@ -92,4 +98,9 @@ __all__ = [
     "register",
     "safe_extract",
     "whole_classes",
+    "USER_DATASETS",
+    "UserImageDataset",
+    "assign_splits",
+    "image_folder",
+    "image_list",
 ]

@@ -89,17 +89,33 @@ class StaleCacheError(RuntimeError):
 
 
 def cache_dir(name: str, *, split: str = "train", size: int = DEFAULT_SIZE,
-              root: str | os.PathLike | None = None, source_kwargs: dict[str, Any] | None = None) -> Path:
+              root: str | os.PathLike | None = None, source_kwargs: dict[str, Any] | None = None,
+              cache_root: str | os.PathLike | None = None, dataset: Any = None) -> Path:
     """Where :func:`build_cache` puts the cache of dataset ``name``: ``<data root>/cache/<name>-<split>-<size>``.
 
     Dataset keyword arguments (e.g. ``num_classes`` for ``synthetic``) add a short hash to the folder name, so
-    differently configured datasets never share a cache.
+    differently configured datasets never share a cache. A user's own images (``imagefolder``, ``imagelist``, whose
+    ``root`` is their folder or list) are cached under the dml data folder's ``cache/`` (:func:`dml.data.data_root`
+    without ``root``), never inside their folder, in ``<name>-<split>-<size>-<fingerprint>`` named by the
+    :func:`fingerprint` of the split's list (``dataset``, built here when not given). ``cache_root`` replaces
+    ``<data root>/cache``; a ``cache_root`` inside the user's data folder is refused (``ValueError``).
     """
+    from dml.data.userdata import USER_DATASETS
+
     check_split(split)
     folder = f"{name}-{split}-{int(size)}"
-    if source_kwargs:
-        folder += "-" + hashlib.sha256(json.dumps(source_kwargs, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return data_root(root) / "cache" / folder
+    if name not in USER_DATASETS:
+        if source_kwargs:
+            folder += "-" + hashlib.sha256(json.dumps(source_kwargs, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return (Path(cache_root) if cache_root is not None else data_root(root) / "cache") / folder
+    if dataset is None:
+        dataset = build(name, split=split, root=root, **(source_kwargs or {}))
+    base = (Path(cache_root) if cache_root is not None else data_root() / "cache").expanduser().resolve()
+    data = Path(dataset.root).resolve()
+    if base.is_relative_to(data):
+        raise ValueError(f"The cache folder {base} would be inside the data folder {data}, where it would be read as "
+                         "images; choose a cache folder outside it (data.cache_dir / --cache-dir).")
+    return base / f"{folder}-{fingerprint(dataset).split(':')[-1][:12]}"
 
 
 def rebuild_command(name: str, split: str, size: int, source_kwargs: dict[str, Any] | None = None) -> str:
@@ -489,16 +505,17 @@ class CachedDataset(DMLDataset):
 
 def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, root: str | os.PathLike | None = None,
                 directory: str | os.PathLike | None = None, workers: int = 2, force: bool = False,
-                draft: bool = True, progress: bool = True, **source_kwargs: Any) -> Path:
+                draft: bool = True, progress: bool = True, cache_root: str | os.PathLike | None = None,
+                **source_kwargs: Any) -> Path:
     """Build (or reuse) the cache of registered dataset ``name``; return its folder.
 
     An existing cache built from the same files is kept unless ``force=True``; a stale or damaged one is rebuilt; an
     interrupted build is resumed. ``source_kwargs`` are passed to ``dml.data.build`` (e.g. ``num_classes`` for
-    ``synthetic``). ``directory`` defaults to :func:`cache_dir`.
+    ``synthetic``). ``directory`` defaults to :func:`cache_dir` (under ``cache_root`` when given).
     """
     dataset = build(name, split=split, root=root, **source_kwargs)
-    directory = Path(directory) if directory is not None else cache_dir(name, split=split, size=size, root=root,
-                                                                          source_kwargs=source_kwargs)
+    directory = Path(directory) if directory is not None else cache_dir(
+        name, split=split, size=size, root=root, source_kwargs=source_kwargs, cache_root=cache_root, dataset=dataset)
     if not force:
         with contextlib.suppress(CacheMissingError, StaleCacheError, KeyError, ValueError, OSError):
             m = read_manifest(directory)
@@ -511,7 +528,7 @@ def build_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, ro
 
 def open_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, root: str | os.PathLike | None = None,
                directory: str | os.PathLike | None = None, transform: Transform | None = None, verify: bool = True,
-               **source_kwargs: Any) -> CachedDataset:
+               cache_root: str | os.PathLike | None = None, **source_kwargs: Any) -> CachedDataset:
     """Open the cache of registered dataset ``name`` built by :func:`build_cache`.
 
     With ``verify=True`` the source dataset is constructed (its file list only; no image is decoded) and its
@@ -522,8 +539,8 @@ def open_cache(name: str, *, split: str = "train", size: int = DEFAULT_SIZE, roo
         CacheMissingError: no complete cache exists; the message names the command that builds it.
         StaleCacheError: the cache was built from other files.
     """
-    directory = Path(directory) if directory is not None else cache_dir(name, split=split, size=size, root=root,
-                                                                          source_kwargs=source_kwargs)
+    directory = Path(directory) if directory is not None else cache_dir(
+        name, split=split, size=size, root=root, source_kwargs=source_kwargs, cache_root=cache_root)
     try:
         read_manifest(directory)
     except CacheMissingError as error:

@@ -76,6 +76,9 @@ class Hotels50K(ImageFileDataset):
         EmptyAnnotationError: an annotation file lists no image (empty, header only, or none of the split).
     """
 
+    #: Keywords that change only the test split: the training split's cache is shared by the four test sets.
+    TEST_ONLY_KWARGS = ("occlusion",)
+
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
                  transform: Transform | None = None, occlusion: str = "unoccluded",
                  skip_corrupt: bool = False) -> None:

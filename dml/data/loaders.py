@@ -49,13 +49,19 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Subset
 
 from dml.data.augment import DATASET_STATS, BatchAugment, CachedBatchLoader, CenterCropTransform
+from dml.data.balanced import SourceBalancedSampler
 from dml.data.cache import CachedDataset, build_cache, open_cache
 from dml.data.catalog import CATALOG
 from dml.data.images import FIX, MissingImageError, bad_image_message
+from dml.data.occlusion import OccludedBatchAugment
 from dml.data.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, Evaluation, resolve_protocol
 from dml.data.protocol import PROTOCOL_NAMES as _PROTOCOL_NAMES
 from dml.data.registry import build as build_dataset
-from dml.data.samplers import PKSampler
+from dml.data.registry import factory
+from dml.data.registry import available as available_datasets
+from dml.data.files import ImageFileDataset
+from dml.data.registry import factory as dataset_factory
+from dml.data.samplers import VARIANTS, PKSampler
 from dml.data.settings import AugmentConfig, ConfigError, DataConfig
 from dml.utils.registry import did_you_mean
 
@@ -94,14 +100,30 @@ class Pipeline:
             self.sampler.set_epoch(epoch)
 
 
+def reads_files(name: str) -> bool:
+    """Whether dataset ``name`` reads image files (a :class:`~dml.data.ImageFileDataset` subclass, or a factory
+    annotated to return one: the benchmarks, ``imagefolder``, ``imagelist``, a user's own registered loader), which
+    the ``jpeg`` and ``cached`` pipelines resize and ``tensor`` cannot batch."""
+    import inspect
+    import typing
+
+    made = dataset_factory(name)
+    if not inspect.isclass(made):
+        try:
+            made = typing.get_type_hints(made).get("return")
+        except (NameError, TypeError):
+            return False
+    return inspect.isclass(made) and issubclass(made, ImageFileDataset)
+
+
 def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     """Check the pipeline keys (and the evaluation ``protocol``) against the dataset before anything slow happens
     (``ConfigError``)."""
     d, a = data, data.augment
     check_protocol(data, protocol)
-    files = d.name in CATALOG
+    files = d.name in CATALOG or (d.name in available_datasets() and reads_files(d.name))
     if d.pipeline == "tensor" and files:
-        raise ConfigError(f"Config key 'data.pipeline': {d.name!r} is a benchmark of image files of different sizes, "
+        raise ConfigError(f"Config key 'data.pipeline': {d.name!r} reads image files of any size, "
                           "which pipeline 'tensor' cannot batch; set data.pipeline=jpeg (per-image transforms) or "
                           "data.pipeline=cached (decode once, then augment whole batches).")
     if d.pipeline == "tensor":
@@ -109,7 +131,7 @@ def check_pipeline(data: DataConfig, protocol: str = "auto") -> None:
     if d.pipeline == "jpeg" and not files:
         raise ConfigError(f"Config key 'data.pipeline': 'jpeg' reads image files, but the items of {d.name!r} are "
                           f"not files; use data.pipeline=tensor for it (or cached). Datasets of image files: "
-                          f"{sorted(CATALOG)}.")
+                          f"{sorted(n for n in available_datasets() if n in CATALOG or reads_files(n))}.")
     if d.name == "cached":
         raise ConfigError("Config key 'data.name': with data.pipeline='" + d.pipeline + "' name the source dataset "
                           "(e.g. cub200), not 'cached'; the pipeline builds and opens its cache itself.")
@@ -172,6 +194,35 @@ def check_image_files(data: Pipeline, name: str) -> None:
             )
 
 
+def save_split(data: DataConfig, folder: str | Path) -> Path | None:
+    """Write the train/test assignment of a user's own images (``imagefolder``, ``imagelist``) to
+    ``folder/split.csv`` (:func:`dml.data.splits.write_split_file`) and return its path; ``None`` for other
+    datasets, whose splits are fixed by their files."""
+    from dml.data.splits import SPLIT_FILE, write_split_file
+    from dml.data.userdata import USER_DATASETS
+
+    if data.name not in USER_DATASETS:
+        return None
+    every = build_dataset(data.name, split="all", root=data.root, **data.kwargs)
+    rows = [(path, every.class_of[int(label)], split)
+            for path, label, split in zip(every.relative_paths, every.labels, every.split_of)]
+    write_split_file(Path(folder) / SPLIT_FILE, rows)
+    return Path(folder) / SPLIT_FILE
+
+
+def collate(batch: Sequence[tuple[Any, ...]]) -> Any:
+    """``default_collate``, with a one-line ``ValueError`` instead of ``torch.stack``'s when the images of a batch
+    differ in size (a dataset of image files needs pipeline ``jpeg`` or ``cached``, which resize them)."""
+    from torch.utils.data import default_collate
+
+    shapes = sorted({tuple(item[0].shape) for item in batch if isinstance(item[0], torch.Tensor)})
+    if len(shapes) > 1:
+        raise ValueError(f"The images of one batch differ in size ({len(shapes)} shapes, e.g. {shapes[0]} and "
+                         f"{shapes[-1]}), so they cannot be stacked; set data.pipeline=jpeg (resize and crop each "
+                         "image) or data.pipeline=cached (decode once to squares).")
+    return default_collate(batch)
+
+
 def normalization(augment: AugmentConfig, cache: Any = None) -> Stats:
     """``(mean, std)`` named by ``augment.normalize``; ``"cache"`` reads the training cache's measurements."""
     name = augment.normalize
@@ -192,7 +243,9 @@ def image_transforms(augment: AugmentConfig, mean: Sequence[float], std: Sequenc
         train.append(v2.RandomCrop(a.size))
     else:
         train.append(v2.RandomResizedCrop(a.size, antialias=True))
-    train += [v2.RandomHorizontalFlip(a.flip), v2.Normalize(list(mean), list(std))]
+    train.append(v2.RandomHorizontalFlip(a.flip))
+    occlude = a.occlusion.build()
+    train += ([occlude] if occlude is not None else []) + [v2.Normalize(list(mean), list(std))]
     test = [v2.Resize(a.test_resize, antialias=True), v2.CenterCrop(a.size), v2.Normalize(list(mean), list(std))]
     return v2.Compose(train), v2.Compose(test)
 
@@ -203,6 +256,9 @@ def batch_transforms(data: DataConfig, mean: Sequence[float], std: Sequence[floa
     a = data.augment
     resize = a.resize if a.resize is not None and a.resize != data.cache_size else None
     train = BatchAugment(size=a.size, crop=a.crop, resize=resize, flip=a.flip, mean=mean, std=std)
+    occlude = a.occlusion.build()
+    if occlude is not None:
+        train = OccludedBatchAugment(train, occlude)
     return train, CenterCropTransform(resize=a.test_resize, size=a.size, mean=mean, std=std)
 
 
@@ -225,8 +281,21 @@ def build_loaders(data: DataConfig, *, protocol: str = "auto", seed: int = 0, ev
         train_set, evaluation, loader_of = _uncached(d, protocol, batch_size=eval_batch_size, is_main=is_main,
                                                      device=device)
     s = d.sampler
-    sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
-                        batching=s.batching, seed=seed, rank=rank, world_size=world_size)
+    if s.variant == "source-balanced":
+        sources = getattr(train_set, "sources", None)
+        if sources is None:
+            raise ConfigError(f"Config key 'data.sampler.variant': 'source-balanced' needs the per-image array "
+                              f"'sources', which dataset {d.name!r} does not have; use variant 'filled' or "
+                              "'sample-repeat'.")
+        sampler = SourceBalancedSampler(train_set.labels, sources=sources, p=s.p, k=s.k, seed=seed, rank=rank,
+                                        world_size=world_size)
+    else:
+        if s.variant not in VARIANTS:
+            raise ConfigError(f"Config key 'data.sampler.variant': unknown value {s.variant!r}"
+                              f"{did_you_mean(s.variant, [*VARIANTS, 'source-balanced'])} Choose one of "
+                              f"{[*VARIANTS, 'source-balanced']}.")
+        sampler = PKSampler(train_set.labels, p=s.p, k=s.k, variant=s.variant, repeat=s.repeat,
+                            batching=s.batching, seed=seed, rank=rank, world_size=world_size)
     sampler.set_epoch(1)
     if len(sampler) == 0:
         raise ValueError(f"The P×K sampler yields no batch for dataset {d.name!r} (train split, "
@@ -242,6 +311,8 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
     train_t = eval_t = None
     if d.pipeline == "jpeg":
         train_t, eval_t = image_transforms(d.augment, *normalization(d.augment))
+    else:  # tensor: the items are used as they are, but for the occlusion augmentation (None when off)
+        train_t = d.augment.occlusion.build()
     train_set = build_dataset(d.name, split="train", root=d.root, transform=train_t, **d.kwargs)
     _check_arrays(train_set, protocol, d.name)
     evaluation = None
@@ -261,7 +332,7 @@ def _uncached(d: DataConfig, protocol: str, *, batch_size: int, is_main: bool, d
                                  None if gallery is None else batches(gallery))
 
     def loader_of(sampler: PKSampler) -> DataLoader:
-        return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers,
+        return DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=collate,
                           pin_memory=device.type == "cuda")
     return train_set, evaluation, loader_of
 
@@ -320,8 +391,16 @@ def evaluation_split(data: DataConfig, split: str, *, batch_size: int = 256, dev
 
 def _split_cache(d: DataConfig, split: str, *, progress: bool = False) -> Any:
     """The ``CachedDataset`` of one split of ``d``, built (or checked against its files) first."""
-    return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root,
-                                                       workers=d.cache_workers, progress=progress, **d.kwargs))
+    return CachedDataset(build_cache(d.name, split=split, size=d.cache_size, root=d.root, cache_root=d.cache_dir,
+                                     workers=d.cache_workers, progress=progress, **split_kwargs(d, split)))
+
+
+def split_kwargs(d: DataConfig, split: str) -> dict[str, Any]:
+    """``d.kwargs`` without the keywords that do not change ``split`` (a dataset's ``TEST_ONLY_KWARGS``, such as
+    Hotels-50K's ``occlusion`` for the training split), so that the test sets of one training split share its
+    cache instead of each decoding it again."""
+    test_only = getattr(factory(d.name), "TEST_ONLY_KWARGS", ()) if split == "train" else ()
+    return {k: v for k, v in d.kwargs.items() if k not in test_only}
 
 
 def _centre_cropped(cache: Any, transform: CenterCropTransform, device: torch.device, indices: Sequence[int],
@@ -363,14 +442,15 @@ def _cached(d: DataConfig, protocol: str, *, seed: int, batch_size: int, is_main
             barrier: Callable[[], None]) -> tuple[Any, Evaluation | None, Callable]:
     """The ``cached`` pipeline: the training cache, the evaluation, and the loader of a sampler."""
     splits = ["train"] + ([d.eval_split] if is_main and d.eval_split != "train" else [])
-    common = dict(size=d.cache_size, root=d.root, **d.kwargs)
+    common = dict(size=d.cache_size, root=d.root, cache_root=d.cache_dir)
     caches = {}
     if is_main:  # one process decodes (or checks the existing cache once); the others wait and open it
         for split in splits:
             caches[split] = _split_cache(d, split, progress=sys.stderr.isatty())
     barrier()
     if not is_main:  # rank 0 has just verified the caches against the files
-        caches = {split: open_cache(d.name, split=split, verify=False, **common) for split in splits}
+        caches = {split: open_cache(d.name, split=split, verify=False, **common, **split_kwargs(d, split))
+                  for split in splits}
     train_set = caches["train"]
     _check_arrays(train_set, protocol, d.name)  # the cache restores the source's per-image arrays
     train_t, eval_t = batch_transforms(d, *normalization(d.augment, train_set))

@@ -44,6 +44,11 @@ def available() -> list[str]:
     return _REGISTRY.available()
 
 
+def factory(name: str) -> Callable[..., Dataset]:
+    """The factory registered as ``name``; :class:`UnknownDatasetError` for an unregistered name."""
+    return _REGISTRY.get(name)
+
+
 def check_keywords(name: str, kw: Mapping[str, Any]) -> None:
     """``TypeError`` when ``kw`` holds a keyword the dataset ``name`` does not accept (besides ``split``, ``root``
     and ``transform``), naming the closest accepted ones and all of them; nothing when its factory takes any.
@@ -70,3 +75,8 @@ def build(name: str, split: str = "train", root: str | os.PathLike | None = None
     _REGISTRY.get(name, extra_hint=" Real benchmarks register themselves when their module is imported.")
     check_split(split)
     return _REGISTRY.build(name, split=split, root=root, transform=transform, **kw)
+
+
+def factory(name: str) -> Callable[..., Dataset] | None:
+    """The factory registered as ``name`` (a class or function), or ``None`` when there is none."""
+    return _REGISTRY.get(name) if name in _REGISTRY else None

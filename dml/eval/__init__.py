@@ -12,7 +12,13 @@ Ranking convention: (−score, gallery index), the query excluded by index; see 
 
 from dml.eval.clustering import kmeans_assign, nmi
 from dml.eval.embed import embed
-from dml.eval.hotels import evaluate_result_csv, hotel_metrics_from_ids, hotel_retrieval_metrics, hotel_topk_accuracy
+from dml.eval.hotels import (
+    evaluate_result_csv,
+    hotel_metrics_from_ids,
+    hotel_retrieval_metrics,
+    hotel_topk_accuracy,
+    knn_log_loss,
+)
 from dml.eval.neighbours import knn
 from dml.eval.protocol import AUTO_PROTOCOL, PROTOCOL_ARRAY, PROTOCOLS, Evaluation, evaluate, resolve_protocol
 from dml.eval.ranking import RankStatistics, rank_statistics, topk_lex
@@ -34,6 +40,7 @@ __all__ = [
     "kmeans_assign",
     "knn",
     "map_at_r_per_query",
+    "knn_log_loss",
     "nmi",
     "query_gallery_metrics",
     "rank_statistics",

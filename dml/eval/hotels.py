@@ -16,6 +16,11 @@ gives 40.4 / 54.1 / 60.4 chain top-1/3/5 for the released model on unoccluded im
 (default) is the released code; ``chain_results="known"`` drops the results whose chain is unknown before taking the
 top K, which is our reading of the README sentence; the paper's own evaluation code is not public.
 
+The released evaluation's second metric, the multi-class **log loss** (``evaluate/log_loss.py`` with
+``evaluate/convert_knn_to_probabilities.py``, same commit), turns each query's top-100 list into a posterior over the
+``C`` training hotels and averages ``-log p_q(h(q))``: :func:`knn_log_loss`, which the ``hotels`` protocol reports
+as ``log_loss`` next to the top-K accuracies.
+
 The SCT paper's Hotels-50K numbers (Xuan et al., "Hard negative examples are hard, but useful", ECCV 2020,
 arXiv:2007.12749) report instance R@1/10/100 and chain R@1/3/5 with the same definitions. Values here are fractions
 in [0, 1], not percentages.
@@ -38,6 +43,9 @@ from dml.data.hotels import UNKNOWN_CHAIN
 INSTANCE_KS = (1, 10, 100)
 CHAIN_KS = (1, 3, 5)
 CHAIN_RESULTS = ("all", "known")
+POSTERIORS = ("frequency", "released")
+#: The clipping of scikit-learn's ``log_loss`` when the released code was written (0.20, 2018-2019).
+LOG_LOSS_EPS = 1e-15
 
 
 def hotel_topk_accuracy(
@@ -130,7 +138,7 @@ def hotel_retrieval_metrics(
         query_embeddings, gallery_embeddings, k=min(int(top), len(gh)), metric=metric, chunk_size=chunk_size
     )
     indices = indices.cpu().numpy()
-    return hotel_topk_accuracy(
+    result = hotel_topk_accuracy(
         query_hotels,
         query_chains,
         gh[indices],
@@ -139,6 +147,71 @@ def hotel_retrieval_metrics(
         chain_ks=chain_ks,
         chain_results=chain_results,
     )
+    result["log_loss"] = knn_log_loss(query_hotels, gh[indices], num_classes=len(np.unique(gh)))
+    return result
+
+
+def knn_log_loss(
+    query_labels: Any,
+    result_labels: Any,
+    *,
+    num_classes: int,
+    posterior: str = "frequency",
+    eps: float = LOG_LOSS_EPS,
+) -> float:
+    """Multi-class log loss of the class posteriors that each query's ``K`` ranked results vote for.
+
+    With ``n_q(c)`` the number of the ``K`` results of query ``q`` that belong to class ``c`` (hotel, or chain when
+    chain ids are passed), the posterior is
+
+    * ``posterior="frequency"``: ``p_q(c) = n_q(c) / K``, the share of the neighbours (our reading of the paper's
+      "k-NN results converted to posterior probabilities, k = 100");
+    * ``posterior="released"``: ``p_q(c) = n_q(c) / d_q``, with ``d_q`` the number of distinct classes among the
+      results, as ``convert_knn_to_probabilities.py`` divides (GWUvision/Hotels-50K at commit 3614e4a5); values
+      above 1 are then clipped, so this is not a probability distribution until the renormalisation below.
+
+    As scikit-learn's ``log_loss`` of 2019 (which ``log_loss.py`` calls with all ``C`` classes), every one of the
+    ``C`` probabilities is clipped to ``[eps, 1 - eps]`` and the vector renormalised to sum to one, then
+
+        L = (1/|Q|) Σ_q -log p̂_q(c(q)),
+
+    so a query whose class is absent from its results costs about ``-log eps`` (34.5 for ``eps = 1e-15``).
+
+    Args:
+        query_labels: ``(Nq,)`` class of each query.
+        result_labels: ``(Nq, K)`` class of each ranked result.
+        num_classes: ``C``, the number of classes of the posterior (the training hotels); at least the number of
+            distinct classes among the results.
+        posterior: ``"frequency"`` or ``"released"`` (above).
+        eps: The clipping bound (``1e-15``: scikit-learn before 1.3; ``np.finfo(float).eps`` today).
+    """
+    qh, rh = _vector(query_labels, "query_labels"), _matrix(result_labels, "result_labels")
+    if len(qh) != len(rh) or not len(qh):
+        raise ValueError(
+            f"{len(qh)} query labels for {len(rh)} rows of results; pass one row per query (and at least one)."
+        )
+    if posterior not in POSTERIORS:
+        raise ValueError(f"posterior must be 'frequency' or 'released' (see knn_log_loss); got {posterior!r}.")
+    if not 0 < eps < 0.5:
+        raise ValueError(f"eps must be in (0, 0.5); got {eps}.")
+    ordered = np.sort(rh, axis=1)
+    starts = np.ones_like(ordered, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    distinct = starts.sum(axis=1)
+    if num_classes < distinct.max():
+        raise ValueError(
+            f"num_classes={num_classes}, but a row of results holds {distinct.max()} distinct classes; "
+            "pass the number of training classes."
+        )
+    row = np.repeat(np.arange(len(qh)), distinct)  # one entry per (query, distinct result class)
+    counts = np.diff(np.append(np.flatnonzero(starts.ravel()), starts.size))
+    value = counts / (rh.shape[1] if posterior == "frequency" else distinct[row])
+    value = np.clip(value, eps, 1 - eps)
+    total = np.bincount(row, weights=value, minlength=len(qh)) + (num_classes - distinct) * eps
+    own = np.full(len(qh), eps)
+    mine = ordered.ravel()[starts.ravel()] == qh[row]
+    own[row[mine]] = value[mine]
+    return float(np.mean(-np.log(own / total)))
 
 
 def read_result_csv(path: str | os.PathLike, *, results: int = 100) -> tuple[np.ndarray, np.ndarray]:

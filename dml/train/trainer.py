@@ -2,7 +2,8 @@
 
 Outputs in ``config.output_dir`` (rank 0 only):
 
-* ``config.yaml``: the resolved config; ``run_info.json``: commit, hardware, versions, seeds;
+* ``config.yaml``: the resolved config; ``run_info.json``: commit, hardware, versions, seeds; ``split.csv``: the
+  train/test assignment of a user's own images (``imagefolder``, ``imagelist``; :mod:`dml.data.splits`);
 * ``metrics.json``: ``{"epochs": [{epoch, loss, lr, <eval metrics>}, ...], "final": {...} | null}``, atomically
   rewritten after every epoch;
 * ``checkpoint.pt``: atomically written after every epoch: model, loss, optimizer, scheduler and AMP-scaler state,
@@ -395,6 +396,7 @@ def _write_run_files(run: _Run) -> None:
         for name in (MANIFEST, CHECKPOINT, "metrics.json"):  # the manifest first: a checkpoint is never vouched
             (run.out / name).unlink(missing_ok=True)  # for by the manifest of another run
     dump(run.config, run.out / "config.yaml")
+    loaders.save_split(run.config.data, run.out)
     _write_run_info(run.out / "run_info.json", run.config, run.device, run.info, run.resumed_after)
     run.files_written = True
 

@@ -305,3 +305,28 @@ def test_worker_failure_names_the_file_and_a_fixed_rerun_completes(tmp_path: Pat
     files.paths[5].write_bytes(good)  # a different file size: the partial build is discarded and rebuilt
     cached = CachedDataset(write_cache(files, tmp_path / "cache", size=24, workers=2, chunk_size=1))
     np.testing.assert_array_equal(cached.images[5], _reference(files.paths[5], 24))
+
+
+def test_a_users_image_folder_is_cached_outside_it_keyed_by_its_list(tmp_path: Path, monkeypatch) -> None:
+    """Issue 17: the cached pipeline wrote its cache inside the user's image folder, which the folder loader then
+    read as an extra class (in both splits). Now the cache goes under the data folder's cache/ (or cache_root)."""
+    from tests.fixtures.user_images import make_image_folder
+
+    root = make_image_folder(tmp_path / "photos")
+    data = tmp_path / "dmldata"
+    data.mkdir()
+    monkeypatch.setenv("DML_DATA", str(data))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    train = build_cache("imagefolder", split="train", size=16, root=root, progress=False, workers=0)
+    test = build_cache("imagefolder", split="test", size=16, root=root, progress=False, workers=0)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # nothing written inside the folder
+    assert train.parent == test.parent == data / "cache" and train.name.startswith("imagefolder-train-16-")
+    classes = [set(CachedDataset(folder).labels.tolist()) for folder in (train, test)]
+    assert len(classes[0]) == len(classes[1]) == 3 and not classes[0] & classes[1]
+    other = build_cache("imagefolder", split="train", size=16, root=root, progress=False, workers=0, seed=1)
+    assert other != train  # another list (another seeded split), another cache
+    elsewhere = build_cache("imagefolder", split="train", size=16, root=root, progress=False, workers=0,
+                            cache_root=tmp_path / "mine")
+    assert elsewhere.parent == tmp_path / "mine"
+    with pytest.raises(ValueError, match="would be inside the data folder"):
+        build_cache("imagefolder", split="train", size=16, root=root, cache_root=root / "cache", progress=False)

@@ -178,3 +178,121 @@ def test_a_pipeline_trains_from_a_replacement_sampler() -> None:
     bare = Pipeline(train_set=data.train_set, sampler=data.sampler, loader=data.loader, evaluation=None)
     with pytest.raises(ValueError, match="loader_of"):
         bare.use_sampler(sampler)
+
+
+def _user_config(root, pipeline: str, **extra):
+    from dml.data import DataConfig
+    from dml.data.settings import AugmentConfig, SamplerConfig
+
+    return DataConfig(name="imagefolder", root=str(root), pipeline=pipeline, cache_size=28,
+                      augment=AugmentConfig(size=24, test_resize=28), sampler=SamplerConfig(p=3, k=2), **extra)
+
+
+@pytest.mark.parametrize("pipeline", ["jpeg", "cached"])
+def test_an_image_folder_of_mixed_sizes_batches_in_every_pipeline(tmp_path, monkeypatch, pipeline: str) -> None:
+    from dml.data.loaders import build_loaders, check_pipeline
+    from tests.fixtures.user_images import make_image_folder
+
+    monkeypatch.setenv("DML_DATA", str(tmp_path))
+    config = _user_config(make_image_folder(tmp_path / "photos"), pipeline, cache_workers=0)
+    check_pipeline(config)
+    data = build_loaders(config)
+    images, labels = next(iter(data.loader))
+    assert images.shape == (6, 3, 24, 24) and len(set(labels.tolist())) == 3
+    batch = next(iter(data.eval_data))
+    assert batch[0].shape[1:] == (3, 24, 24)
+
+
+def test_a_registered_file_dataset_is_served_by_jpeg_and_refused_by_tensor(tmp_path) -> None:
+    """Issue 17: a user's registered dataset of files was refused by the jpeg pipeline."""
+    from dml.data import ConfigError, DataConfig, ImageFileDataset
+    from dml.data.loaders import check_pipeline
+    from dml.data.registry import _REGISTRY, register
+
+    @register("my_files_for_test")
+    class Mine(ImageFileDataset):
+        def __init__(self, split="train", *, root=None, transform=None):
+            super().__init__(split=split, paths=[], labels=[], transform=transform)
+
+    try:
+        check_pipeline(DataConfig(name="my_files_for_test", pipeline="jpeg"))
+        with pytest.raises(ConfigError, match="reads image files of any size"):
+            check_pipeline(DataConfig(name="my_files_for_test", pipeline="tensor"))
+    finally:
+        _REGISTRY.unregister("my_files_for_test")
+
+
+def test_images_of_different_sizes_in_one_tensor_batch_are_one_line() -> None:
+    from dml.data.loaders import collate
+
+    batch = [(torch.zeros(3, 8, 8), 0), (torch.zeros(3, 9, 8), 1)]
+    with pytest.raises(ValueError, match="differ in size .* data.pipeline=jpeg"):
+        collate(batch)
+    assert collate(batch[:1])[0].shape == (1, 3, 8, 8)
+
+
+OCCLUSION = {"p": 1.0, "scale": [0.5, 0.7]}
+
+
+@pytest.mark.parametrize("pipeline", ["jpeg", "cached"])
+def test_occlusion_augmentation_reaches_the_training_batches_only(cub: Path, tmp_path: Path, pipeline: str) -> None:
+    augment = {"size": 32, "test_resize": 36, "flip": 0.0, "crop": "random", "resize": 32}
+    plain = from_dict(_config(tmp_path, pipeline=pipeline, augment=augment))
+    occluded = from_dict(_config(tmp_path, pipeline=pipeline, augment={**augment, "occlusion": OCCLUSION}))
+    with_masks = loaders.build_loaders(occluded.data, seed=0)
+    without = loaders.build_loaders(plain.data, seed=0)
+    if pipeline == "cached":
+        with_masks.loader.set_epoch(1)
+        without.loader.set_epoch(1)
+    else:
+        torch.manual_seed(0)
+    x, _ = next(iter(with_masks.loader))
+    if pipeline == "jpeg":
+        torch.manual_seed(0)
+    y, _ = next(iter(without.loader))
+    differs = (x != y).any(dim=1).float().mean(dim=(1, 2))
+    assert (differs > 0.02).all()  # every training crop got a person (crops equal: size = resize, no flip)
+    # evaluation batches are the same with and without the augmentation
+    a = next(iter(with_masks.evaluation.data))[0]
+    b = next(iter(without.evaluation.data))[0]
+    assert torch.equal(a, b)
+
+
+def test_occlusion_augmentation_on_the_tensor_pipeline_spares_the_hotel_gallery(tmp_path: Path) -> None:
+    kw = {"rooms": 8, "images_per_room": 8, "queries_per_room": 2, "image_size": 16}
+    config = from_dict(_config(tmp_path, name="synthetic-hotels", kwargs=kw, pipeline="tensor",
+                               sampler={"variant": "source-balanced", "p": 2, "k": 4},
+                               augment={"occlusion": OCCLUSION}))
+    data = loaders.build_loaders(config.data, protocol="hotels", seed=0)
+    index = 0
+    raw = data.train_set.images[index]
+    occluded = data.train_set[index][0]
+    assert not torch.equal(occluded, torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
+    gallery = data.evaluation.gallery[index][0]
+    assert torch.allclose(gallery, torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
+    batch = next(iter(data.sampler))
+    assert (data.train_set.sources[batch] == "traffickcam").sum() == 4  # 2 rooms x (4 / 2)
+
+
+def test_source_balanced_needs_sources(cub: Path, tmp_path: Path) -> None:
+    config = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balanced", "p": 2, "k": 2}))
+    with pytest.raises(ConfigError, match="'sources'"):
+        loaders.build_loaders(config.data, seed=0)
+    unknown = from_dict(_config(tmp_path, pipeline="jpeg", sampler={"variant": "source-balance", "p": 2, "k": 2}))
+    with pytest.raises(ConfigError, match="Did you mean 'source-balanced'"):
+        loaders.build_loaders(unknown.data, seed=0)
+
+
+def test_occluded_test_sets_share_the_training_cache(tmp_path: Path) -> None:
+    from tests.fixtures.benchmarks import make_hotels
+
+    make_hotels(tmp_path / "hotels50k", hotels=4, train_per_hotel=3, missing_train=0)
+    for occlusion in ("unoccluded", "low"):
+        config = from_dict(_config(tmp_path, name="hotels50k", pipeline="cached", kwargs={"occlusion": occlusion},
+                                   sampler={"p": 2, "k": 2}, augment={"size": 32, "test_resize": 36,
+                                                                      "normalize": "cache"}))
+        data = loaders.build_loaders(config.data, protocol="hotels", seed=0)
+        assert len(data.evaluation.data.dataset) == 4  # one test photo per hotel
+    caches = sorted(p.name.rsplit("-", 1)[0] if p.name.count("-") > 2 else p.name
+                    for p in (tmp_path / "cache").iterdir())
+    assert caches == ["hotels50k-test-40", "hotels50k-test-40", "hotels50k-train-40"], caches

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dml.eval import evaluate_result_csv, hotel_metrics_from_ids, hotel_retrieval_metrics, hotel_topk_accuracy
+from dml.eval import (
+    evaluate_result_csv,
+    hotel_metrics_from_ids,
+    hotel_retrieval_metrics,
+    hotel_topk_accuracy,
+    knn,
+    knn_log_loss,
+)
 from dml.eval.hotels import read_hotels_metadata, read_result_csv
 from tests.fixtures.benchmarks import make_hotels
 
@@ -133,3 +140,67 @@ def test_released_csv_format_end_to_end(tmp_path):
     (tmp_path / "short.csv").write_text("1,2,3\n")
     with pytest.raises(ValueError, match="line 1: expected a query image id and 100 result ids"):
         read_result_csv(tmp_path / "short.csv")
+
+
+def slow_log_loss(qh, rh, num_classes, *, posterior="frequency", eps=1e-15):
+    """The released pipeline written out: a C-vector of votes per query, clipped, renormalised (sklearn 0.20)."""
+    classes = np.unique(np.concatenate([np.arange(num_classes), rh.ravel(), qh]))[:num_classes]
+    losses = []
+    for q, row in zip(qh, rh):
+        votes = np.array([np.sum(row == c) for c in classes], dtype=float)
+        p = votes / (len(row) if posterior == "frequency" else np.count_nonzero(votes))
+        p = np.clip(p, eps, 1 - eps)
+        p = p / p.sum()
+        losses.append(-np.log(p[classes == q][0]) if q in classes else -np.log(eps))
+    return float(np.mean(losses))
+
+
+def test_log_loss_hand_computed():
+    # query 0: 3 of 4 votes for its hotel; query 1: its hotel absent -> -log(eps) up to renormalisation
+    qh, rh = np.array([0, 1]), np.array([[0, 0, 2, 0], [2, 2, 3, 3]])
+    expected = (-math.log(0.75) - math.log(1e-15)) / 2
+    assert knn_log_loss(qh, rh, num_classes=4) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("posterior", ["frequency", "released"])
+def test_log_loss_matches_the_slow_reference(posterior):
+    rng = np.random.default_rng(3)
+    qh = rng.integers(0, 20, 60)
+    rh = np.where(rng.random((60, 100)) < 0.3, qh[:, None], rng.integers(0, 20, (60, 100)))
+    rh[:5] = qh[:5, None]  # all votes for the right class: 1 clipped to 1 - eps
+    ours = knn_log_loss(qh, rh, num_classes=20, posterior=posterior)
+    assert ours == pytest.approx(slow_log_loss(qh, rh, 20, posterior=posterior), rel=1e-12)
+
+
+def test_log_loss_against_scikit_learn():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(4)
+    qh, rh = rng.integers(0, 12, 40), rng.integers(0, 12, (40, 100))
+    votes = np.stack([np.bincount(row, minlength=12) / 100 for row in rh])
+    eps = np.finfo(float).eps  # today's sklearn clips at machine epsilon and does not renormalise
+    ours = knn_log_loss(qh, rh, num_classes=12, eps=eps)
+    assert ours == pytest.approx(log_loss(qh, votes, labels=np.arange(12)), rel=1e-9)
+
+
+def test_log_loss_rejects_bad_input():
+    with pytest.raises(ValueError, match="posterior"):
+        knn_log_loss(np.array([0]), np.array([[0, 1]]), num_classes=2, posterior="softmax")
+    with pytest.raises(ValueError, match="num_classes"):
+        knn_log_loss(np.array([0]), np.array([[0, 1, 2]]), num_classes=2)
+    with pytest.raises(ValueError, match="one row per query"):
+        knn_log_loss(np.array([0, 1]), np.array([[0, 1]]), num_classes=2)
+
+
+def test_retrieval_metrics_report_the_log_loss():
+    rng = np.random.default_rng(5)
+    gallery_hotels = np.repeat(np.arange(10), 12)
+    gallery = rng.normal(size=(120, 6))
+    queries, query_hotels = gallery[::12] + 0.01, np.arange(10)
+    chains = np.zeros(120, dtype=np.int64)
+    result = hotel_retrieval_metrics(
+        queries, gallery, query_hotels, gallery_hotels, chains[:10], chains, top=20, instance_ks=(1,), chain_ks=(1,)
+    )
+    _, order = knn(queries, gallery, k=20)
+    expected = knn_log_loss(query_hotels, gallery_hotels[order.numpy()], num_classes=10)
+    assert result["log_loss"] == pytest.approx(expected)

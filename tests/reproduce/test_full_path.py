@@ -49,6 +49,7 @@ PAGES = {
         "notebooks/reproduce_divide_conquer.md",
         ["paper schedule", "released schedule", "no fine-tuning", "single learner"],
     ),
+    "hotels50k": ("notebooks/reproduce_hotels50k.md", ["occlusion augmentation", "no augmentation"]),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
@@ -75,6 +76,9 @@ CASES = {
         "method.kwargs.kmeans_niter=10",
         "method.kwargs.kmeans_nredo=1",
     ],
+    # The released Hotels-50K baseline: source-balanced batches, occlusion augmentation on the cached crops, and
+    # the occluded test sets on disk (the fixture has unoccluded and low).
+    ("hotels50k", "hotels50k"): ["data.sampler.p=4", "data.sampler.k=2", "eval.ks=[1, 2]"],
 }
 
 
