@@ -1,8 +1,9 @@
 """Approximate nearest-neighbour search with faiss, for galleries beyond about a million images.
 
-Exact search (:func:`dml.eval.knn`, the suite's chunked ranking) costs ``N_query × N_gallery × D`` multiply-adds:
-for Hotels-50K's 17,954 test photos against 1,027,871 training images at ``D = 256`` that is 4.7·10¹² — minutes
-on a few CPU cores, which an investigator answering one query at a time does not wait for twice. faiss
+Exact search (:func:`dml.search.exact.exact_topk`, the suite's chunked ranking) costs ``N_query × N_gallery × D``
+multiply-adds: for Hotels-50K's 17,954 test photos against 1,027,871 training images at ``D = 256`` that is
+4.7·10¹² — minutes on a few CPU cores, which an investigator answering one query at a time does not
+wait for twice. faiss
 (Johnson, Douze, Jégou, "Billion-scale similarity search with GPUs", IEEE Trans. Big Data 2019) trades a little
 recall for much less work, by inner product on the L2-normalised embeddings (= cosine similarity):
 

@@ -1,6 +1,7 @@
 """``dml search``: the top-k gallery items of each query image, exact by default.
 
-Exact search ranks the whole gallery with :func:`dml.eval.knn`, the chunked ranking of :mod:`dml.eval.ranking`:
+Exact search ranks the whole gallery with :func:`~dml.search.exact.exact_topk`, the chunked ranking of
+:mod:`dml.eval.ranking` (what :func:`dml.eval.knn` computes, on the index's already normalised embeddings):
 cosine similarity, ties broken by the lower gallery row, so the lists are those the evaluation's metrics are
 computed from. An index built with an approximate (faiss) index is searched with it (``exact=False``), its
 recall against exact search having been measured when it was built.
@@ -21,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dml.eval.neighbours import knn
 from dml.search import approximate
 from dml.search.embedding import embed_files
+from dml.search.exact import exact_topk
 from dml.search.images import Items, query_items
 from dml.search.index import Index, IndexMismatchError, open_index
 from dml.search.preprocess import Preprocessing
@@ -117,14 +118,13 @@ def search(
 
 
 def rank(index: Index, queries: np.ndarray, k: int, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, gallery rows)`` of the top ``k`` for each query embedding: exact (:func:`dml.eval.knn`) unless the
-    index is approximate and ``exact`` is not ``True``."""
+    """``(scores, gallery rows)`` of the top ``k`` for each query embedding: exact
+    (:func:`~dml.search.exact.exact_topk`) unless the index is approximate and ``exact`` is not ``True``."""
     faiss_index = None if exact else index.approximate_index()
     if faiss_index is not None:
         scores, rows = approximate.approximate_search(faiss_index, queries, k)
         return scores, rows
-    gallery = torch.from_numpy(np.array(index.embeddings, dtype=np.float32))  # a writable float32 copy
-    scores, rows = knn(torch.from_numpy(np.asarray(queries, dtype=np.float32)), gallery, k=k)
+    scores, rows = exact_topk(torch.from_numpy(np.asarray(queries, dtype=np.float32)), index.gallery(), k)
     return scores.numpy(), rows.numpy()
 
 
