@@ -141,6 +141,11 @@ class SyntheticDataset(InMemoryDataset):
             ``factors["class"][i]``); ``mode_*`` entries have shape ``(classes, modes_per_class)``.
         spec: the :class:`SyntheticSpec` used.
         cache_path: the ``.npz`` file the images were read from or written to.
+        palette_swapped: ``bool`` per image: its mode swaps the foreground and background colours, so the class's
+            foreground hue (the main cue that tells siblings apart) is painted on the background.
+        masks: (computed on first access) ``uint8 (N, H, W)``, the object's coverage in each image (255 = object),
+            from :func:`object_masks`. Siblings differ by foreground hue (on the object, or on the background when
+            ``palette_swapped``) and texture frequency (always on the object).
     """
 
     def __init__(self, split: str = "train", *, root: str | os.PathLike | None = None,
@@ -159,9 +164,19 @@ class SyntheticDataset(InMemoryDataset):
         keep = {"train": train, "test": ~train, "all": np.ones_like(train)}[split]
         super().__init__(split=split, images=images[keep], labels=labels[keep], transform=transform)
         self.modes = modes[keep]
+        self._keep = keep
+        self._masks: np.ndarray | None = None
         all_factors = class_factors(self.spec)
+        self.palette_swapped = all_factors["mode_swap"][self.labels, self.modes]
         rows = np.unique(self.labels)
         self.factors = {name: values[rows] for name, values in all_factors.items()}
+
+    @property
+    def masks(self) -> np.ndarray:
+        """The object mask of every image of this split, ``uint8 (N, H, W)``, aligned with ``images``."""
+        if self._masks is None:
+            self._masks = object_masks(self.spec)[self._keep]
+        return self._masks
 
     @property
     def sibling_groups(self) -> list[np.ndarray]:
@@ -275,8 +290,39 @@ def sibling_steps(spec: SyntheticSpec) -> tuple[float, float]:
 
 def generate(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render every image of every class: ``(images uint8 (N, S, S, 3), labels int64, modes int64)``."""
+    labels, modes, image_params = _image_params(spec)
+    n, size = labels.size, spec.image_size
+    noise_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2]))
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, min(start + _CHUNK, n))
+        chunk = _render({k: v[rows] for k, v in image_params.items()}, size=size, clutter=spec.clutter)
+        if spec.noise > 0:
+            chunk += spec.noise * noise_rng.standard_normal(chunk.shape, dtype=np.float32)
+        images[rows] = np.rint(np.clip(chunk, 0.0, 1.0) * 255.0)
+    return images, labels, modes
+
+
+def object_masks(spec: SyntheticSpec) -> np.ndarray:
+    """The object's anti-aliased coverage of every image, ``uint8 (N, S, S)`` (255 = object), in generation order.
+
+    Computed from the same draws as :func:`generate` (the images are not needed and not changed), so mask ``i`` is
+    exactly the alpha with which the object of image ``i`` was painted over its background and clutter.
+    """
+    labels, _, image_params = _image_params(spec)
+    n, size = labels.size, spec.image_size
+    masks = np.empty((n, size, size), dtype=np.uint8)
+    for start in range(0, n, _CHUNK):
+        rows = slice(start, min(start + _CHUNK, n))
+        alpha, _, _ = _object_alpha({k: v[rows] for k, v in image_params.items()}, size=size)
+        masks[rows] = np.rint(alpha * 255.0)
+    return masks
+
+
+def _image_params(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Labels, modes and the per-image rendering parameters: class factors plus the nuisance draws."""
     f = class_factors(spec)
-    per, m, size = spec.images_per_class, spec.modes_per_class, spec.image_size
+    per, m = spec.images_per_class, spec.modes_per_class
     labels = np.repeat(np.arange(spec.num_classes, dtype=np.int64), per)
     modes = np.tile(np.arange(per, dtype=np.int64) % m, spec.num_classes)
     n = labels.size
@@ -307,47 +353,55 @@ def generate(spec: SyntheticSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         "aspect": f["mode_aspect"][labels, modes],
         "orientation": f["mode_orientation"][labels, modes] + nuisance["tex_angle"],
     }
-    noise_rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 2]))
-    images = np.empty((n, size, size, 3), dtype=np.uint8)
-    for start in range(0, n, _CHUNK):
-        rows = slice(start, min(start + _CHUNK, n))
-        chunk = _render({k: v[rows] for k, v in image_params.items()}, size=size, clutter=spec.clutter)
-        if spec.noise > 0:
-            chunk += spec.noise * noise_rng.standard_normal(chunk.shape, dtype=np.float32)
-        images[rows] = np.rint(np.clip(chunk, 0.0, 1.0) * 255.0)
-    return images, labels, modes
+    return labels, modes, image_params
+
+
+def _canvas_axes(size: int) -> tuple[np.ndarray, np.ndarray]:
+    axis = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+    return axis[None, None, :], axis[None, :, None]
+
+
+def _col(a: np.ndarray) -> np.ndarray:
+    """Per-image scalar -> ``(n, 1, 1)`` float32, broadcasting against the canvas."""
+    return np.asarray(a, dtype=np.float32).reshape(-1, 1, 1)
+
+
+def _object_alpha(p: dict[str, np.ndarray], *, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The object's coverage ``(n, S, S)`` in [0, 1], and its unsquashed frame ``(u0, v0)`` (for the texture)."""
+    n = p["tx"].size
+    x, y = _canvas_axes(size)
+    px = size / 2  # pixels per unit of the [-1, 1] canvas; makes every edge about one pixel wide
+    # Object frame: translate, rotate, scale to unit radius; (u, v) additionally squashed by the mode's aspect.
+    cos, sin, radius = _col(np.cos(p["angle"])), _col(np.sin(p["angle"])), _col(p["radius"])
+    dx, dy = x - _col(p["tx"]), y - _col(p["ty"])
+    u0, v0 = (cos * dx + sin * dy) / radius, (-sin * dx + cos * dy) / radius
+    stretch = _col(np.sqrt(p["aspect"]))
+    u, v = u0 / stretch, v0 * stretch
+
+    level = np.empty((n, size, size), dtype=np.float32)  # shape "distance": < 1 inside, 1 on the outline
+    for s in np.unique(p["shape"]):
+        idx = np.flatnonzero(p["shape"] == s)
+        level[idx] = _SHAPE_LEVEL[SHAPES[s]](u[idx], v[idx])
+    return np.clip((1 - level) * radius * px + 0.5, 0, 1), u0, v0
 
 
 def _render(p: dict[str, np.ndarray], *, size: int, clutter: float) -> np.ndarray:
     """Draw one chunk of images as ``float32`` ``(n, S, S, 3)`` in roughly [0, 1] (before noise)."""
     n = p["tx"].size
     f32 = np.float32
-    axis = ((np.arange(size, dtype=f32) + 0.5) / size * 2 - 1)
-    x, y = axis[None, None, :], axis[None, :, None]
-    col = lambda a: np.asarray(a, dtype=f32).reshape(-1, 1, 1)  # noqa: E731 - per-image scalar -> (n, 1, 1)
+    x, y = _canvas_axes(size)
+    col = _col
 
     # Background: base colour, a linear illumination gradient, then opaque clutter discs.
     light = 1 + col(p["light"]) * (x * col(np.cos(p["light_dir"])) + y * col(np.sin(p["light_dir"])))
     canvas = light[..., None] * p["bg"].astype(f32)[:, None, None, :]
-    px = size / 2  # pixels per unit of the [-1, 1] canvas; makes every edge about one pixel wide
+    px = size / 2
     for i in range(_CLUTTER_DISCS):
         dist = np.hypot(x - col(p["disc_xy"][:, i, 0]), y - col(p["disc_xy"][:, i, 1]))
         alpha = clutter * np.clip((col(p["disc_r"][:, i]) - dist) * px + 0.5, 0, 1)
         canvas += alpha[..., None] * (p["disc_rgb"][:, i].astype(f32)[:, None, None, :] - canvas)
 
-    # Object frame: translate, rotate, scale to unit radius; (u, v) additionally squashed by the mode's aspect.
-    cos, sin, radius = col(np.cos(p["angle"])), col(np.sin(p["angle"])), col(p["radius"])
-    dx, dy = x - col(p["tx"]), y - col(p["ty"])
-    u0, v0 = (cos * dx + sin * dy) / radius, (-sin * dx + cos * dy) / radius
-    stretch = col(np.sqrt(p["aspect"]))
-    u, v = u0 / stretch, v0 * stretch
-
-    level = np.empty((n, size, size), dtype=f32)  # shape "distance": < 1 inside, 1 on the outline
-    for s in np.unique(p["shape"]):
-        idx = np.flatnonzero(p["shape"] == s)
-        level[idx] = _SHAPE_LEVEL[SHAPES[s]](u[idx], v[idx])
-    alpha = np.clip((1 - level) * radius * px + 0.5, 0, 1)
-
+    alpha, u0, v0 = _object_alpha(p, size=size)
     tex = np.zeros((n, size, size), dtype=f32)
     phase = col(p["orientation"])
     along = u0 * np.cos(phase) + v0 * np.sin(phase)

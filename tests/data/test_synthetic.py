@@ -146,3 +146,32 @@ def test_images_do_not_depend_on_the_rendering_chunk_size(monkeypatch):
     reference = generate(spec)[0]
     monkeypatch.setattr(synthetic, "_CHUNK", 7)
     assert generate(spec)[0].tobytes() == reference.tobytes()
+
+
+def test_object_masks_are_the_alpha_the_object_was_painted_with(tmp_path):
+    data = SyntheticDataset("test", root=tmp_path, num_classes=8, images_per_class=6)
+    masks = data.masks
+    assert masks.shape == data.images.shape[:3] and masks.dtype == np.uint8
+    coverage = (masks > 127).mean(axis=(1, 2))
+    assert ((coverage > 0.05) & (coverage < 0.6)).all()
+    # Re-render with the object made invisible (painted in the background colour, untextured): pixels change only
+    # where the mask is non-zero, and almost everywhere it is 255, so the mask is where the object was painted.
+    from dml.data import synthetic
+
+    _, _, params = synthetic._image_params(data.spec)
+    hidden = dict(params, fg=params["bg"], texture=np.zeros_like(params["texture"]))
+    size = data.spec.image_size
+    shown = synthetic._render(params, size=size, clutter=0.0)
+    blank = synthetic._render(hidden, size=size, clutter=0.0)
+    changed = np.abs(shown - blank).max(axis=-1) > 0.01  # mask 0 is alpha < 1/510: a change below 0.002
+    all_masks = synthetic.object_masks(data.spec)
+    np.testing.assert_array_equal(all_masks[-len(masks):], masks)
+    assert not (changed & (all_masks == 0)).any()
+    assert changed[all_masks == 255].mean() > 0.95
+
+
+def test_palette_swap_follows_the_mode(tmp_path):
+    data = SyntheticDataset("train", root=tmp_path, num_classes=8, images_per_class=6, modes_per_class=3)
+    np.testing.assert_array_equal(data.palette_swapped, data.modes % 2 == 1)
+    one_mode = SyntheticDataset("train", root=tmp_path, num_classes=8, images_per_class=6, modes_per_class=1)
+    assert not one_mode.palette_swapped.any()
