@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from dml.search import approximate
 from dml.search.embedding import embed_files
 from dml.search.exact import exact_topk
+from dml.search.explain import region_vector
 from dml.search.images import Items, query_items
 from dml.search.index import Index, IndexMismatchError, open_index
 from dml.search.preprocess import Preprocessing
@@ -45,6 +47,7 @@ class SearchResult:
     rows: np.ndarray
     exact: bool
     skipped: list[dict[str, str]] = field(default_factory=list)
+    region: tuple[float, ...] | None = None
 
     @property
     def top_k(self) -> int:
@@ -77,11 +80,13 @@ def search(
     exact: bool | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    region: Sequence[float] | None = None,
 ) -> SearchResult:
     """Search the index ``index_folder`` with the query images ``queries`` (files or folders).
 
     ``run`` defaults to the run recorded in the index; ``exact`` to the index's own search (exact unless it was
-    built approximate); ``top_k`` is clipped to the gallery size.
+    built approximate); ``top_k`` is clipped to the gallery size. ``region`` ``(x0, y0, x1, y1)``, pixels of each
+    query file: rank by the similarity that region carries, :math:`s_R` (:mod:`dml.search.explain`).
     """
     index = open_index(index_folder)
     target = resolve_device(device)
@@ -112,9 +117,17 @@ def search(
             stacklevel=2,
         )
     k = min(int(top_k), len(index.items))
-    scores, rows = rank(index, embeddings, k, exact=exact)
+    kept = items.subset(keep)
+    if region is None:
+        scores, rows = rank(index, embeddings, k, exact=exact)
+    else:  # rank by q_R / |q_R|, then scale the cosines to s_R = q_R . e_b
+        vectors = torch.stack([region_vector(model.model, index.preprocessing, p, region) for p in kept.paths])
+        norms = vectors.norm(dim=1, keepdim=True)
+        scores, rows = rank(index, (vectors / norms).float().numpy(), k, exact=exact)
+        scores = scores * norms.numpy()
     use_exact = exact if exact is not None else index.manifest["search"] == "exact"
-    return SearchResult(index, model, items.subset(keep), embeddings, scores, rows, use_exact, skipped)
+    box = None if region is None else tuple(float(v) for v in region)
+    return SearchResult(index, model, kept, embeddings, scores, rows, use_exact, skipped, box)
 
 
 def rank(index: Index, queries: np.ndarray, k: int, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
