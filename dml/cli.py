@@ -169,6 +169,14 @@ def _search_parsers(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--exact", action="store_true", help="exact search even if the index is approximate")
     search.add_argument("--shown", type=int, default=10, help="matches per query in report.html (10)")
     search.add_argument("--no-report", dest="report", action="store_false", help="write no report.html")
+    search.add_argument(
+        "--region",
+        metavar="X0,Y0,X1,Y1",
+        help="rank by the similarity this part of the query carries (pixels of the query image)",
+    )
+    search.add_argument(
+        "--no-heat-maps", dest="heat_maps", action="store_false", help="no similarity heat maps in report.html"
+    )
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (auto)")
 
 
@@ -262,6 +270,9 @@ def _search(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         print("dml search: error: --top-k must be >= 1.", file=sys.stderr)
         return USAGE_ERROR
+    from dml.search.explain import parse_region
+
+    region = None if args.region is None else parse_region(args.region)
     with _warnings_as_lines("dml search"):
         result = search(
             args.index,
@@ -270,8 +281,9 @@ def _search(args: argparse.Namespace) -> int:
             run=args.run,
             exact=True if args.exact else None,
             device=args.device,
+            region=region,
         )
-    written = export(result, args.out, report=args.report, shown=args.shown)
+    written = export(result, args.out, report=args.report, shown=args.shown, heat_maps=args.heat_maps)
     best = result.rows[:, 0] if result.top_k else []
     for q, row in enumerate(best[:5]):
         item = result.index.items

@@ -9,6 +9,9 @@ The real benchmarks (``cub200``, ``cars196``, ``sop``, ``inshop``, ``hotels50k``
 ``data_root()/<name>`` and expose ``paths``; a missing folder raises :class:`DatasetNotFoundError` with the layout and
 the way to get the data. :func:`download` fetches what has a stable URL, :func:`check` verifies a folder.
 
+A user's own images: ``imagefolder`` (class subfolders, :mod:`dml.data.folder`) and ``imagelist`` (a CSV/TSV of
+``path,label[,split]``, :mod:`dml.data.imagelist`), split by class, per class or by the list (:mod:`dml.data.splits`).
+
 For fast epochs on a 2-core machine, :func:`build_cache` decodes a split once into a memory-mapped ``uint8`` array
 (``build("cached", source=name)`` or :func:`open_cache` reads it) and :mod:`dml.data.augment` crops, flips and
 normalises whole batches as tensors, on the GPU when there is one.

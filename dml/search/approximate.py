@@ -1,8 +1,9 @@
 """Approximate nearest-neighbour search with faiss, for galleries beyond about a million images.
 
-Exact search (:func:`dml.eval.knn`, the suite's chunked ranking) costs ``N_query × N_gallery × D`` multiply-adds:
-for Hotels-50K's 17,954 test photos against 1,027,871 training images at ``D = 256`` that is 4.7·10¹² — minutes
-on a few CPU cores, which an investigator answering one query at a time does not wait for twice. faiss
+Exact search (:func:`dml.search.exact.exact_topk`, the suite's chunked ranking) costs ``N_query × N_gallery × D``
+multiply-adds: for Hotels-50K's 17,954 test photos against 1,027,871 training images at ``D = 256`` that is
+4.7·10¹² — minutes on a few CPU cores, which an investigator answering one query at a time does not
+wait for twice. faiss
 (Johnson, Douze, Jégou, "Billion-scale similarity search with GPUs", IEEE Trans. Big Data 2019) trades a little
 recall for much less work, by inner product on the L2-normalised embeddings (= cosine similarity):
 
@@ -10,7 +11,7 @@ recall for much less work, by inner product on the L2-normalised embeddings (= c
   Yashunin, IEEE TPAMI 2020), ``M = 32`` links per node, ``efConstruction = 80``, ``efSearch = 256`` (above the
   usual top 100): fast queries, but its build is the slow part and its graph adds ``2·M`` ints per item;
 * ``ivf`` (from :data:`APPROXIMATE_FROM` items): an inverted file of ``nlist = 4·√N`` k-means cells (trained on a
-  seeded sample of 64 points per cell), each query scanning the ``nprobe = 32`` nearest cells; the index
+  seeded sample of 64 points per cell), each query scanning the ``nprobe = 128`` nearest cells; the index
   holds the vectors once, so its memory is the gallery's.
 
 The recall of the approximate top-k against the exact top-k (:func:`recall_against_exact`) is measured when the
@@ -30,7 +31,7 @@ APPROXIMATE_FROM = 1_000_000
 KINDS = ("hnsw", "ivf")
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 256
 IVF_TRAIN_PER_CELL = 64
-IVF_NPROBE = 32
+IVF_NPROBE = 128
 _ADD_CHUNK = 65536
 
 

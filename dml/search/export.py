@@ -45,6 +45,8 @@ def results_record(result: SearchResult) -> dict[str, Any]:
     return {
         "top_k": result.top_k,
         "search": "exact" if result.exact else f"approximate ({m['approximate']['kind']})",
+        "region": None if result.region is None else list(result.region),
+        "score": "cosine similarity" if result.region is None else "similarity carried by the region, s_R",
         "queries": queries,
         "skipped": result.skipped,
         "model": {

@@ -30,6 +30,7 @@ import torch
 
 from dml.search import approximate
 from dml.search.embedding import embed_files
+from dml.search.exact import exact_topk
 from dml.search.images import Items, gallery_items
 from dml.search.preprocess import Preprocessing
 from dml.search.run import SavedRun, open_run
@@ -63,6 +64,11 @@ class Index:
     @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing.from_dict(self.manifest["preprocessing"])
+
+    def gallery(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The embeddings read into memory as one ``float32`` tensor on ``device`` (no memory map kept)."""
+        stored = np.load(self.folder / "embeddings.npy")
+        return torch.from_numpy(stored).to(device=device, dtype=torch.float32)
 
     def approximate_index(self):  # -> faiss.Index | None
         if self.manifest["search"] != "approximate":
@@ -171,8 +177,6 @@ def _model_record(run: SavedRun) -> dict[str, Any]:
 
 def _build_approximate(embeddings: np.ndarray, out: Path, kind: str, seed: int) -> dict[str, Any]:
     """Build and save the faiss index; measure its recall@k against exact search on sampled gallery vectors."""
-    from dml.eval.neighbours import knn
-
     kind = approximate.choose_kind(len(embeddings)) if kind == "auto" else kind
     started = time.perf_counter()
     index = approximate.build_approximate(embeddings, kind, seed=seed)
@@ -181,7 +185,7 @@ def _build_approximate(embeddings: np.ndarray, out: Path, kind: str, seed: int) 
     rows = np.sort(np.random.default_rng(seed).permutation(len(embeddings))[:RECALL_QUERIES])
     queries = np.asarray(embeddings[rows], dtype=np.float32)
     k = min(100, len(embeddings))
-    _, exact = knn(torch.from_numpy(queries), torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), k=k)
+    _, exact = exact_topk(torch.from_numpy(queries), torch.from_numpy(np.asarray(embeddings, dtype=np.float32)), k)
     _, found = approximate.approximate_search(index, queries, k)
     recall = approximate.recall_against_exact(found, exact.numpy())
     return {

@@ -1,6 +1,7 @@
 """``dml search``: the top-k gallery items of each query image, exact by default.
 
-Exact search ranks the whole gallery with :func:`dml.eval.knn`, the chunked ranking of :mod:`dml.eval.ranking`:
+Exact search ranks the whole gallery with :func:`~dml.search.exact.exact_topk`, the chunked ranking of
+:mod:`dml.eval.ranking` (what :func:`dml.eval.knn` computes, on the index's already normalised embeddings):
 cosine similarity, ties broken by the lower gallery row, so the lists are those the evaluation's metrics are
 computed from. An index built with an approximate (faiss) index is searched with it (``exact=False``), its
 recall against exact search having been measured when it was built.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dml.eval.neighbours import knn
 from dml.search import approximate
 from dml.search.embedding import embed_files
+from dml.search.exact import exact_topk
+from dml.search.explain import region_vector
 from dml.search.images import Items, query_items
 from dml.search.index import Index, IndexMismatchError, open_index
 from dml.search.preprocess import Preprocessing
@@ -44,6 +47,7 @@ class SearchResult:
     rows: np.ndarray
     exact: bool
     skipped: list[dict[str, str]] = field(default_factory=list)
+    region: tuple[float, ...] | None = None
 
     @property
     def top_k(self) -> int:
@@ -76,11 +80,13 @@ def search(
     exact: bool | None = None,
     batch_size: int = 64,
     device: str = "auto",
+    region: Sequence[float] | None = None,
 ) -> SearchResult:
     """Search the index ``index_folder`` with the query images ``queries`` (files or folders).
 
     ``run`` defaults to the run recorded in the index; ``exact`` to the index's own search (exact unless it was
-    built approximate); ``top_k`` is clipped to the gallery size.
+    built approximate); ``top_k`` is clipped to the gallery size. ``region`` ``(x0, y0, x1, y1)``, pixels of each
+    query file: rank by the similarity that region carries, :math:`s_R` (:mod:`dml.search.explain`).
     """
     index = open_index(index_folder)
     target = resolve_device(device)
@@ -111,20 +117,27 @@ def search(
             stacklevel=2,
         )
     k = min(int(top_k), len(index.items))
-    scores, rows = rank(index, embeddings, k, exact=exact)
+    kept = items.subset(keep)
+    if region is None:
+        scores, rows = rank(index, embeddings, k, exact=exact)
+    else:  # rank by q_R / |q_R|, then scale the cosines to s_R = q_R . e_b
+        vectors = torch.stack([region_vector(model.model, index.preprocessing, p, region) for p in kept.paths])
+        norms = vectors.norm(dim=1, keepdim=True)
+        scores, rows = rank(index, (vectors / norms).float().numpy(), k, exact=exact)
+        scores = scores * norms.numpy()
     use_exact = exact if exact is not None else index.manifest["search"] == "exact"
-    return SearchResult(index, model, items.subset(keep), embeddings, scores, rows, use_exact, skipped)
+    box = None if region is None else tuple(float(v) for v in region)
+    return SearchResult(index, model, kept, embeddings, scores, rows, use_exact, skipped, box)
 
 
 def rank(index: Index, queries: np.ndarray, k: int, *, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, gallery rows)`` of the top ``k`` for each query embedding: exact (:func:`dml.eval.knn`) unless the
-    index is approximate and ``exact`` is not ``True``."""
+    """``(scores, gallery rows)`` of the top ``k`` for each query embedding: exact
+    (:func:`~dml.search.exact.exact_topk`) unless the index is approximate and ``exact`` is not ``True``."""
     faiss_index = None if exact else index.approximate_index()
     if faiss_index is not None:
         scores, rows = approximate.approximate_search(faiss_index, queries, k)
         return scores, rows
-    gallery = torch.from_numpy(np.array(index.embeddings, dtype=np.float32))  # a writable float32 copy
-    scores, rows = knn(torch.from_numpy(np.asarray(queries, dtype=np.float32)), gallery, k=k)
+    scores, rows = exact_topk(torch.from_numpy(np.asarray(queries, dtype=np.float32)), index.gallery(), k)
     return scores.numpy(), rows.numpy()
 
 

@@ -25,7 +25,7 @@ def test_the_benchmark_runs_at_tiny_scale(kind: str, tmp_path: Path, capsys: pyt
     assert 0.5 < result["recall@100"] <= 1.0 and result["under_limit"]
     assert result["exact"]["query"] > 0 and result["approximate"]["build"] > 0
     out = capsys.readouterr().out
-    assert f"| | exact (dml.eval.knn) | faiss {kind} | exact / faiss |" in out
+    assert f"| | exact (chunked ranking) | faiss {kind} | exact / faiss |" in out
     assert out.count("\n|") == 7 and "under the 4 GiB limit" in out
     assert (tmp_path / "out.json").is_file()
 

@@ -65,3 +65,19 @@ def test_bad_inputs_are_one_line_each(trained, tmp_path: Path, capsys: pytest.Ca
     assert code == 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("dml search: warning: Skipped 1 unreadable query image") and len(err.splitlines()) == 1
+
+
+def test_a_region_search_from_the_command_line(trained, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run, images, _ = trained
+    assert main(["index", str(run), "--images", str(images), "--out", str(tmp_path / "idx"), "--no-progress"]) == 0
+    query = str(images / "class_1" / "img0.jpg")
+    argv = ["search", str(tmp_path / "idx"), query, "--out", str(tmp_path / "r"), "--top-k", "5"]
+    assert main([*argv, "--region", "0,0,20,20"]) == 0
+    record = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert record["region"] == [0.0, 0.0, 20.0, 20.0] and record["score"].startswith("similarity carried")
+    assert "of region [0.0, 0.0, 20.0, 20.0] (outlined)" in (tmp_path / "r" / "report.html").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--region", "20,0,10,5"]) == 1
+    assert "x0 < x1" in _one_line(capsys, "search")
+    assert main([*argv, "--region", "500,500,600,600"]) == 1
+    assert "outside the part of the query" in _one_line(capsys, "search")

@@ -27,9 +27,19 @@ def test_the_report_is_self_contained_and_small(report: Path) -> None:
     assert "<script" not in text and not re.search(r"(src|href)=[\"'](https?:|//)", text)
     assert "@import" not in text and "url(" not in text
     uris = re.findall(r'src="(data:image/jpeg;base64,[^"]+)"', text)
-    assert len(uris) == 7 * (1 + 4)  # 7 queries, each with its 4 shown matches
-    assert max(len(u) for u in uris) < 12_000 and report.stat().st_size < 400_000
+    heat = re.findall(r'<div class="heat"><img alt="" src="data:image/jpeg;base64,[^"]+"><img', text)
+    assert len(uris) == 7 * (1 + 4 * 3) and len(heat) == 7 * 4  # 7 queries, 4 matches each with its 2 heat maps
+    assert max(len(u) for u in uris) < 12_000 and report.stat().st_size < 600_000
     assert text.count("class='query'") == 7 and "#4 <span class='score'>" in text and "#5 " not in text
+    assert "Each map sums to the pair's cosine similarity" in text
+
+
+def test_the_report_leaves_out_the_heat_maps_on_request(trained, tmp_path: Path) -> None:
+    run, images, _ = trained
+    build_index(run, images, tmp_path / "index")
+    result = search(tmp_path / "index", [images / "class_0" / "img0.jpg"], top_k=3)
+    text = export(result, tmp_path / "out", heat_maps=False)["report"].read_text()
+    assert 'class="heat"' not in text and text.count("data:image/jpeg") == 4
 
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
