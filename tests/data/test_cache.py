@@ -83,7 +83,8 @@ def test_in_memory_dataset_round_trip_and_manifest(tmp_path: Path) -> None:
     np.testing.assert_allclose(same.std, pixels.std(0), atol=1e-6)
     assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["extras.npz", "images.npy", "labels.npy",
                                                                       "manifest.json"]
-    assert same.extras == ["modes"] and np.array_equal(same.modes, data.modes)  # per-image arrays are kept
+    assert same.extras == ["modes", "palette_swapped"]  # per-image arrays are kept
+    assert np.array_equal(same.modes, data.modes) and np.array_equal(same.palette_swapped, data.palette_swapped)
     assert "CachedDataset(source='synthetic'" in repr(same)
 
 
