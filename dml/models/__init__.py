@@ -7,15 +7,26 @@ Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional
 """
 
 from dml.models.batch_norm import FixedBatchNorm2d
+from dml.models.cgd import CGDHead  # importing registers the head cgd
 from dml.models.embedding import EmbeddingModel, build
 from dml.models.head import EmbeddingHead
+from dml.models.local import DIMLHead, grid_pool, local_embeddings  # registers the head diml
 from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling
-from dml.models.registry import available_backbones, build_backbone, register_backbone
+from dml.models.registry import (
+    available_backbones,
+    available_heads,
+    build_backbone,
+    build_head,
+    register_backbone,
+    register_head,
+)
 from dml.models.resnet import ResNetBackbone  # importing registers resnet18 and resnet50
 from dml.models.small_cnn import SmallCNN  # importing registers small_cnn
 
 __all__ = [
     "AvgPool",
+    "CGDHead",
+    "DIMLHead",
     "EmbeddingHead",
     "EmbeddingModel",
     "FixedBatchNorm2d",
@@ -24,9 +35,14 @@ __all__ = [
     "ResNetBackbone",
     "SmallCNN",
     "available_backbones",
+    "available_heads",
     "available_poolings",
     "build",
     "build_backbone",
+    "build_head",
     "build_pooling",
+    "grid_pool",
+    "local_embeddings",
     "register_backbone",
+    "register_head",
 ]

@@ -7,14 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dml.models.head import EmbeddingHead
-from dml.models.registry import build_backbone
+from dml.models.registry import build_backbone, build_head
 
 
 class EmbeddingModel(nn.Module):
-    """``backbone`` (with ``out_channels``) followed by an :class:`EmbeddingHead`."""
+    """``backbone`` (with ``out_channels``) followed by a head (:class:`EmbeddingHead` or a registered one)."""
 
-    def __init__(self, backbone: nn.Module, head: EmbeddingHead, *, channels_last: bool = False) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, channels_last: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -41,15 +40,26 @@ def build(
     pretrained: bool = False,
     channels_last: bool = False,
     backbone_kwargs: dict[str, Any] | None = None,
+    head: str = "linear",
+    head_kwargs: dict[str, Any] | None = None,
 ) -> EmbeddingModel:
     """Build an :class:`EmbeddingModel` from a registered backbone name.
 
     ``channels_last`` stores weights and inputs in NHWC memory format (faster convolutions with AMP on recent
     GPUs, no effect on results). ``backbone_kwargs`` go to the backbone factory (e.g. ``widths`` for small_cnn).
+    ``head`` names a registered head (``"linear"``: :class:`EmbeddingHead`; ``"cgd"``: CGD's multi-descriptor head;
+    ``"diml"``: the linear head that also returns grid embeddings in training), ``head_kwargs`` its options.
     """
     net = build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-    head = EmbeddingHead(net.out_channels, embedding_dim=embedding_dim, pooling=pooling, normalize=normalize)
-    model = EmbeddingModel(net, head, channels_last=channels_last)
+    module = build_head(
+        head,
+        net.out_channels,
+        embedding_dim=embedding_dim,
+        pooling=pooling,
+        normalize=normalize,
+        **(head_kwargs or {}),
+    )
+    model = EmbeddingModel(net, module, channels_last=channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model

@@ -16,7 +16,9 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from dml.models.batch_norm import FixedBatchNorm2d
 from dml.models.registry import register_backbone
+from dml.utils.checks import check_choice
 
 if TYPE_CHECKING:
     import torchvision
@@ -53,24 +55,65 @@ def load_pretrained_state_dict(weights: Any) -> dict[str, Tensor]:
         ) from err
 
 
-def _resnet(name: str, pretrained: bool) -> ResNetBackbone:
+NORMS = ("batch", "batch-eval", "batch-frozen")
+
+
+def _resnet(name: str, pretrained: bool, *, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
     import torchvision
 
+    check_choice(norm, NORMS, name="norm")
+    if layer3_stride not in (1, 2):
+        raise ValueError(f"layer3_stride must be 1 or 2; got {layer3_stride!r}.")
     builder: Callable[..., torchvision.models.ResNet] = getattr(torchvision.models, name)
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     net = builder(weights=None)
     if pretrained:
         net.load_state_dict(load_pretrained_state_dict(weights))
+    if layer3_stride == 1:
+        set_stage_stride(net.layer3, 1)
+    if norm != "batch":
+        fix_batch_norm(net, train_affine=norm == "batch-eval", calibrated=pretrained)
     return ResNetBackbone(net)
 
 
+def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
+    """Set the down-sampling stride of a ResNet stage (its first block's strided conv and shortcut).
+
+    CGD's re-implementation (github.com/leftthomas/CGD, ``model.py``) sets layer3's stride to 1: the last map is
+    then 14 x 14 instead of 7 x 7 at 224 px (output stride 16)."""
+    for module in stage[0].modules():
+        if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
+            module.stride = (stride, stride)
+
+
+def fix_batch_norm(net: nn.Module, *, train_affine: bool, calibrated: bool) -> None:
+    """Replace every ``BatchNorm2d`` by a :class:`FixedBatchNorm2d` with its weights and running statistics.
+
+    ``calibrated=True`` (a pretrained network) keeps the ImageNet statistics fixed from the start; otherwise they
+    are measured on the first training batch. ``train_affine=False`` also fixes gamma and beta ("frozen BN")."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            fixed = FixedBatchNorm2d(child.num_features, train_affine=train_affine, eps=child.eps)
+            with torch.no_grad():
+                fixed.weight.copy_(child.weight)
+                fixed.bias.copy_(child.bias)
+                fixed.running_mean.copy_(child.running_mean)
+                fixed.running_var.copy_(child.running_var)
+                fixed.calibrated.fill_(calibrated)
+            setattr(net, name, fixed)
+        else:
+            fix_batch_norm(child, train_affine=train_affine, calibrated=calibrated)
+
+
 @register_backbone("resnet18")
-def resnet18(*, pretrained: bool = False) -> ResNetBackbone:
-    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``."""
-    return _resnet("resnet18", pretrained)
+def resnet18(*, pretrained: bool = False, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``. ``layer3_stride=1`` removes layer3's
+    down-sampling (:func:`set_stage_stride`); ``norm`` ``"batch-eval"`` / ``"batch-frozen"`` fixes the batch-norm
+    statistics (and gamma, beta) (:func:`fix_batch_norm`, :mod:`dml.models.batch_norm`)."""
+    return _resnet("resnet18", pretrained, layer3_stride=layer3_stride, norm=norm)
 
 
 @register_backbone("resnet50")
-def resnet50(*, pretrained: bool = False) -> ResNetBackbone:
-    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``."""
-    return _resnet("resnet50", pretrained)
+def resnet50(*, pretrained: bool = False, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``; options as :func:`resnet18`."""
+    return _resnet("resnet50", pretrained, layer3_stride=layer3_stride, norm=norm)

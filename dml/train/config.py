@@ -88,6 +88,8 @@ class ModelConfig:
     pooling: str = "avg"
     normalize: bool = True
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    head: str = "linear"  # a registered head (dml.models.available_heads()): linear, cgd, diml
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
