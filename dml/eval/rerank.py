@@ -98,6 +98,10 @@ def ranked_metrics(
     """
     check_choice(r_counts, R_COUNTS, name="r_counts")
     y = torch.as_tensor(np.asarray(labels)).to(neighbours.device)
+    if neighbours.dim() != 2 or neighbours.shape[0] != len(y):
+        raise ValueError(
+            f"neighbours must be (N, L), one row per query of the {len(y)} labels; got {tuple(neighbours.shape)}."
+        )
     _, inverse, counts = torch.unique(y, return_inverse=True, return_counts=True)
     r = counts[inverse] - 1
     r_used = r + 1 if r_counts == "released" else r
