@@ -129,20 +129,30 @@ def rerank_metrics(
     *,
     ks_rerank: Iterable[int] = (0, 100),
     ks: Iterable[int] = (1,),
-    r_counts: str = "mlrc",
+    r_counts: str | Iterable[str] = "mlrc",
     **matching: Any,
 ) -> dict[int, dict[str, float]]:
-    """For every ``K`` of ``ks_rerank``: ``recall@k``, ``map@r`` and ``seconds`` (re-ranking time) after
-    re-ranking the top ``K`` (``K = 0``: the global ranking, the "before")."""
+    """For every ``K`` of ``ks_rerank``: ``recall@k``, MAP@R and ``seconds`` (the re-ranking's time) after
+    re-ranking the top ``K`` (``K = 0``: the global ranking, the "before").
+
+    ``r_counts``: ``"mlrc"`` (key ``map@r``), ``"released"`` (key ``map@r_released``) or both, e.g.
+    ``("mlrc", "released")``; the re-ranking is computed once for all of them. ``matching`` goes to
+    :func:`rerank` (``marginals``, ``epsilon``, ``iterations``, ``tol``, ``pairs_per_chunk``)."""
+    conventions = (r_counts,) if isinstance(r_counts, str) else tuple(r_counts)
+    for convention in conventions:
+        check_choice(convention, R_COUNTS, name="r_counts")
     y = np.asarray(labels)
     _, counts = np.unique(y, return_counts=True)
-    extra = 1 if r_counts == "released" else 0
+    extra = 1 if "released" in conventions else 0
     ks, ks_rerank = tuple(ks), tuple(int(k) for k in ks_rerank)
     length = min(len(y) - 1, max(int(counts.max()) - 1 + extra, *ks, *ks_rerank))
     out = {}
     for k in ks_rerank:
         started = time.perf_counter()
         neighbours = rerank(global_, local, k=k, length=length, **matching)
-        seconds = time.perf_counter() - started
-        out[k] = {**ranked_metrics(neighbours, y, ks=ks, r_counts=r_counts), "seconds": seconds}
+        out[k] = {"seconds": time.perf_counter() - started}
+        for convention in conventions:
+            values = ranked_metrics(neighbours, y, ks=ks, r_counts=convention)
+            out[k].update({key: v for key, v in values.items() if key != "map@r"})
+            out[k]["map@r" if convention == "mlrc" else "map@r_released"] = values["map@r"]
     return out

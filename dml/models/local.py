@@ -44,7 +44,8 @@ def local_embeddings(model: nn.Module, images: Tensor, *, grid: int = 4) -> tupl
             f"layer can be applied at every cell; got head {type(head).__name__}."
         )
     features = model.backbone(images)
-    return F.normalize(head(features), dim=1), _grid(head, features, grid)
+    embedding = head(features)  # bit for bit the model's output (an unnormalised head is normalised here)
+    return (embedding if head.normalize else F.normalize(embedding, dim=1)), _grid(head, features, grid)
 
 
 def _grid(head: EmbeddingHead, features: Tensor, grid: int) -> Tensor:

@@ -77,3 +77,14 @@ def test_embed_local_gives_the_models_embedding_and_unit_grid_cells() -> None:
         torch.testing.assert_close(g, model(images))
     assert z.shape == (10, 16, 8) and torch.allclose(z.norm(dim=2), torch.ones(10, 16))
     assert y.tolist() == list(range(10))
+
+
+def test_both_r_conventions_from_one_reranking() -> None:
+    g, z, y = _embeddings(3)
+    both = rerank_metrics(g, z, y, ks_rerank=(0, 5), r_counts=("mlrc", "released"))
+    for k in (0, 5):
+        one = rerank_metrics(g, z, y, ks_rerank=(k,), r_counts="released")[k]
+        assert both[k]["map@r_released"] == one["map@r_released"] and both[k]["recall@1"] == one["recall@1"]
+        assert both[k]["map@r_released"] < both[k]["map@r"]
+    with pytest.raises(ValueError, match="r_counts"):
+        rerank_metrics(g, z, y, r_counts=("mlrc", "query"))
