@@ -11,8 +11,9 @@ MAP@R from a ranked list (``R_q`` the number of other images of the query's clas
 ``r_counts="mlrc"`` is :func:`dml.eval.retrieval_metrics`'s definition
 :math:`\\frac{1}{R_q}\\sum_{i \\le R_q} P_q(i)\\,\\mathrm{rel}_q(i)`; ``r_counts="released"`` is the released DIML
 evaluation (``evaluation/metrics.py``), which counts ``R`` *including* the query and pushes the query to the
-bottom of its own ranking, i.e. divides by and ranks up to :math:`R_q + 1`: slightly pessimistic, at most
-:math:`R_q / (R_q + 1)` of the first.
+bottom of its own ranking, i.e. divides by and ranks up to :math:`R_q + 1`: slightly pessimistic (a query's
+value falls by the factor :math:`R_q / (R_q + 1)` and gains only :math:`P_q(R_q + 1) / (R_q + 1)` when rank
+:math:`R_q + 1` is a hit).
 """
 
 from __future__ import annotations
