@@ -83,4 +83,5 @@ class DIMLLoss(MetricLoss):
         return 0.5 * (struct + f @ f.t())
 
     def compute(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        self.base.observe(self.split(embeddings)[0])  # a miner that needs D (distance-weighted) sees the global part
         return self.base.from_similarity(self.similarity(embeddings), labels)

@@ -49,6 +49,16 @@ def test_the_base_loss_sees_the_structural_matrix(base: str) -> None:
     torch.testing.assert_close(loss_fn(packed, y), expected)
 
 
+def test_a_distance_weighted_miner_sees_the_embedding_dimension() -> None:
+    f, z, y = _packed(3, n=12)
+    packed = torch.cat([f, z.flatten(1)], dim=1)
+    loss_fn = dml.losses.build(
+        "diml", base="margin", grid=2, base_kwargs={"miner": {"name": "distance_weighted", "seed": 0}}
+    ).double()
+    value = loss_fn(packed, y)
+    assert torch.isfinite(value) and loss_fn.base.miner._dimension() == 5
+
+
 def test_wrong_width_and_non_pair_base_fail() -> None:
     f, z, y = _packed(2)
     with pytest.raises(ValueError, match="model.head: diml"):
