@@ -15,7 +15,9 @@ from dml.losses.base import (
     pair_masks,
     zero_loss,
 )
+from dml.losses.cgd import CGDLoss
 from dml.losses.contrastive import ContrastiveLoss
+from dml.losses.diml import DIMLLoss
 from dml.losses.ephn import EPHNLoss
 from dml.losses.lifted import LiftedStructureLoss
 from dml.losses.margin import MarginLoss
@@ -31,7 +33,9 @@ from dml.losses.triplet import TripletLoss
 from dml.losses.vmf import VMFLoss
 
 __all__ = [
+    "CGDLoss",
     "ContrastiveLoss",
+    "DIMLLoss",
     "EPHNLoss",
     "LiftedStructureLoss",
     "MarginLoss",

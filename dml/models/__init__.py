@@ -7,17 +7,28 @@ Backbones: :func:`available_backbones` (``resnet18``, ``resnet50`` with optional
 """
 
 from dml.models.batch_norm import FixedBatchNorm2d
+from dml.models.cgd import CGDHead  # importing registers the head cgd
 from dml.models.embedding import EmbeddingModel, build
 from dml.models.ensemble import LearnerEnsemble, build_ensemble, concatenate_learners, split_learners
 from dml.models.head import EmbeddingHead
+from dml.models.local import DIMLHead, grid_pool, local_embeddings  # registers the head diml
 from dml.models.pooling import AvgPool, GeM, MaxPool, available_poolings, build_pooling
-from dml.models.registry import available_backbones, build_backbone, register_backbone
+from dml.models.registry import (
+    available_backbones,
+    available_heads,
+    build_backbone,
+    build_head,
+    register_backbone,
+    register_head,
+)
 from dml.models.resnet import ResNetBackbone  # importing registers resnet18 and resnet50
 from dml.models.small_cnn import SmallCNN  # importing registers small_cnn
 from dml.models.split_head import SplitEmbeddingHead, slice_bounds
 
 __all__ = [
     "AvgPool",
+    "CGDHead",
+    "DIMLHead",
     "EmbeddingHead",
     "EmbeddingModel",
     "FixedBatchNorm2d",
@@ -28,6 +39,7 @@ __all__ = [
     "SmallCNN",
     "SplitEmbeddingHead",
     "available_backbones",
+    "available_heads",
     "available_poolings",
     "build",
     "build_backbone",
@@ -37,4 +49,8 @@ __all__ = [
     "register_backbone",
     "split_learners",
     "slice_bounds",
+    "build_head",
+    "grid_pool",
+    "local_embeddings",
+    "register_head",
 ]

@@ -7,20 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dml.models.head import EmbeddingHead
-from dml.models.registry import build_backbone
-from dml.models.split_head import SplitEmbeddingHead
-
-HEADS = ("linear", "split")
+from dml.models.registry import build_backbone, build_head
 
 
 class EmbeddingModel(nn.Module):
-    """``backbone`` (with ``out_channels``) followed by an :class:`EmbeddingHead` (or a
-    :class:`~dml.models.split_head.SplitEmbeddingHead`)."""
+    """``backbone`` (with ``out_channels``) followed by a head (:class:`EmbeddingHead` or a registered one)."""
 
-    def __init__(
-        self, backbone: nn.Module, head: EmbeddingHead | SplitEmbeddingHead, *, channels_last: bool = False
-    ) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, channels_last: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -54,25 +47,22 @@ def build(
 
     ``channels_last`` stores weights and inputs in NHWC memory format (faster convolutions with AMP on recent
     GPUs, no effect on results). ``backbone_kwargs`` go to the backbone factory (e.g. ``widths`` for small_cnn).
-    ``head``: ``"linear"`` (:class:`EmbeddingHead`) or ``"split"`` (:class:`SplitEmbeddingHead`, K learners, e.g.
-    ``head_kwargs={"num_slices": 8}``); ``head_kwargs`` go to the head.
+    ``head`` names a registered head (``"linear"``: :class:`EmbeddingHead`; ``"cgd"``: CGD's multi-descriptor head;
+    ``"diml"``: the linear head that also returns grid embeddings in training), ``head_kwargs`` its options.
     """
     if head not in HEADS:
         raise ValueError(f"Unknown head {head!r}; choose one of {list(HEADS)} (config key model.head).")
     if head == "split" and not normalize:
         raise ValueError("The split head normalises every slice; set model.normalize=true with model.head=split.")
     net = build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
-    if head == "split":
-        try:
-            module: EmbeddingHead | SplitEmbeddingHead = SplitEmbeddingHead(
-                net.out_channels, embedding_dim=embedding_dim, pooling=pooling, **(head_kwargs or {})
-            )
-        except TypeError as err:
-            raise ValueError(f"model.head_kwargs of the split head: {err}") from None
-    else:
-        if head_kwargs:
-            raise ValueError(f"The linear head takes no head_kwargs; got {sorted(head_kwargs)} (model.head_kwargs).")
-        module = EmbeddingHead(net.out_channels, embedding_dim=embedding_dim, pooling=pooling, normalize=normalize)
+    module = build_head(
+        head,
+        net.out_channels,
+        embedding_dim=embedding_dim,
+        pooling=pooling,
+        normalize=normalize,
+        **(head_kwargs or {}),
+    )
     model = EmbeddingModel(net, module, channels_last=channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

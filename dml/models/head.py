@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dml.models.pooling import build_pooling
+from dml.models.registry import register_head
 
 
+@register_head("linear")
 class EmbeddingHead(nn.Module):
     """``pooling`` ("avg", "max", "gem") -> ``nn.Linear(in_channels, embedding_dim)`` -> L2 normalisation."""
 

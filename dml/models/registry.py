@@ -30,3 +30,23 @@ def build_backbone(name: str, *, pretrained: bool = False, **kwargs: Any) -> nn.
     weights API (downloaded once into ``torch.hub.get_dir()/checkpoints``).
     """
     return _BACKBONES.build(name, pretrained=pretrained, **kwargs)
+
+
+# Embedding heads: ``name -> factory(in_channels, *, embedding_dim, pooling, normalize, **kwargs) -> nn.Module``.
+HeadFactory = Callable[..., nn.Module]
+_HEADS: Registry[HeadFactory] = Registry("head", passed=("in_channels", "embedding_dim", "pooling", "normalize"))
+
+
+def register_head(name: str) -> Callable[[HeadFactory], HeadFactory]:
+    """Decorator adding an embedding head under ``name`` (``model.head`` of a config)."""
+    return _HEADS.register(name)
+
+
+def available_heads() -> list[str]:
+    """Registered head names."""
+    return _HEADS.available()
+
+
+def build_head(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
+    """Build a registered head mapping a feature map (B, C, h, w) to embeddings (B, embedding_dim)."""
+    return _HEADS.check_keywords(name, kwargs)(in_channels, **kwargs)

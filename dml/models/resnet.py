@@ -55,50 +55,65 @@ def load_pretrained_state_dict(weights: Any) -> dict[str, Tensor]:
         ) from err
 
 
-_NORMS = ("batch", "batch-eval")
+NORMS = ("batch", "batch-eval", "batch-frozen")
 
 
-def _fix_batch_norm(module: nn.Module, *, calibrated: bool) -> None:
-    """Replace every ``nn.BatchNorm2d`` under ``module`` by a :class:`FixedBatchNorm2d` with its parameters and
-    running statistics (fixed from the start when ``calibrated``, i.e. ImageNet statistics; else measured on the
-    first training batch)."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            fixed = FixedBatchNorm2d(child.num_features, train_affine=True, eps=child.eps)
-            fixed.weight.data.copy_(child.weight.data)
-            fixed.bias.data.copy_(child.bias.data)
-            fixed.running_mean.copy_(child.running_mean)
-            fixed.running_var.copy_(child.running_var)
-            fixed.calibrated.fill_(calibrated)
-            setattr(module, name, fixed)
-        else:
-            _fix_batch_norm(child, calibrated=calibrated)
-
-
-def _resnet(name: str, pretrained: bool, norm: str = "batch") -> ResNetBackbone:
+def _resnet(name: str, pretrained: bool, *, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
     import torchvision
 
-    check_choice(norm, _NORMS, name="norm")
-
+    check_choice(norm, NORMS, name="norm")
+    if layer3_stride not in (1, 2):
+        raise ValueError(f"layer3_stride must be 1 or 2; got {layer3_stride!r}.")
     builder: Callable[..., torchvision.models.ResNet] = getattr(torchvision.models, name)
     weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     net = builder(weights=None)
     if pretrained:
         net.load_state_dict(load_pretrained_state_dict(weights))
-    if norm == "batch-eval":
-        _fix_batch_norm(net, calibrated=pretrained)
+    if layer3_stride == 1:
+        set_stage_stride(net.layer3, 1)
+    if norm != "batch":
+        fix_batch_norm(net, train_affine=norm == "batch-eval", calibrated=pretrained)
     return ResNetBackbone(net)
 
 
+def set_stage_stride(stage: nn.Sequential, stride: int) -> None:
+    """Set the down-sampling stride of a ResNet stage (its first block's strided conv and shortcut).
+
+    CGD's re-implementation (github.com/leftthomas/CGD, ``model.py``) sets layer3's stride to 1: the last map is
+    then 14 x 14 instead of 7 x 7 at 224 px (output stride 16)."""
+    for module in stage[0].modules():
+        if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
+            module.stride = (stride, stride)
+
+
+def fix_batch_norm(net: nn.Module, *, train_affine: bool, calibrated: bool) -> None:
+    """Replace every ``BatchNorm2d`` by a :class:`FixedBatchNorm2d` with its weights and running statistics.
+
+    ``calibrated=True`` (a pretrained network) keeps the ImageNet statistics fixed from the start; otherwise they
+    are measured on the first training batch. ``train_affine=False`` also fixes gamma and beta ("frozen BN")."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.BatchNorm2d):
+            fixed = FixedBatchNorm2d(child.num_features, train_affine=train_affine, eps=child.eps)
+            with torch.no_grad():
+                fixed.weight.copy_(child.weight)
+                fixed.bias.copy_(child.bias)
+                fixed.running_mean.copy_(child.running_mean)
+                fixed.running_var.copy_(child.running_var)
+                fixed.calibrated.fill_(calibrated)
+            setattr(net, name, fixed)
+        else:
+            fix_batch_norm(child, train_affine=train_affine, calibrated=calibrated)
+
+
 @register_backbone("resnet18")
-def resnet18(*, pretrained: bool = False, norm: str = "batch") -> ResNetBackbone:
-    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``. ``norm="batch-eval"``: every batch norm
-    in eval mode (statistics fixed, the ImageNet ones when pretrained; affine parameters trained), as the
-    divide-and-conquer release does (``lib/model.py``)."""
-    return _resnet("resnet18", pretrained, norm)
+def resnet18(*, pretrained: bool = False, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-18; ``pretrained`` loads ``ResNet18_Weights.IMAGENET1K_V1``. ``layer3_stride=1`` removes layer3's
+    down-sampling (:func:`set_stage_stride`); ``norm`` ``"batch-eval"`` / ``"batch-frozen"`` fixes the batch-norm
+    statistics (and gamma, beta) (:func:`fix_batch_norm`, :mod:`dml.models.batch_norm`)."""
+    return _resnet("resnet18", pretrained, layer3_stride=layer3_stride, norm=norm)
 
 
 @register_backbone("resnet50")
-def resnet50(*, pretrained: bool = False, norm: str = "batch") -> ResNetBackbone:
-    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``; ``norm`` as for :func:`resnet18`."""
-    return _resnet("resnet50", pretrained, norm)
+def resnet50(*, pretrained: bool = False, layer3_stride: int = 2, norm: str = "batch") -> ResNetBackbone:
+    """ResNet-50; ``pretrained`` loads ``ResNet50_Weights.IMAGENET1K_V1``; options as :func:`resnet18`."""
+    return _resnet("resnet50", pretrained, layer3_stride=layer3_stride, norm=norm)

@@ -58,11 +58,15 @@ def build_optimizer(params: list[nn.Parameter] | list[dict[str, Any]], config: O
     raise ValueError(f"Unknown optimizer {config.name!r}; choose one of 'sgd', 'adam', 'adamw', 'rmsprop'.")
 
 
-def build_loss(config: Config, *, num_classes: int) -> nn.Module:
+def build_loss(config: Config, *, num_classes: int, feature_dim: int | None = None) -> nn.Module:
     """The loss of ``config.loss``. A proxy loss (:class:`dml.losses.ProxyLoss`) left with ``num_classes`` or
-    ``embedding_dim`` unset gets the training split's class count and ``config.model.embedding_dim``."""
+    ``embedding_dim`` unset gets the training split's class count and ``config.model.embedding_dim``; so does a
+    loss marked ``sized_by_run`` (``cgd``), which also gets ``feature_dim`` (the model head's ``auxiliary_dim``)."""
     kwargs = dict(config.loss.kwargs)
-    if issubclass(dml.losses.loss_class(config.loss.name), dml.losses.ProxyLoss):
+    cls = dml.losses.loss_class(config.loss.name)
+    if getattr(cls, "sized_by_run", False) and kwargs.get("feature_dim") is None:
+        kwargs["feature_dim"] = feature_dim or None
+    if issubclass(cls, dml.losses.ProxyLoss) or getattr(cls, "sized_by_run", False):
         if kwargs.get("num_classes") is None:
             kwargs["num_classes"] = num_classes
         if kwargs.get("embedding_dim") is None:
@@ -124,6 +128,7 @@ def preflight(config: Config) -> None:
         ("data.name", config.data.name, dml.data.available()),
         ("model.backbone", config.model.backbone, dml.models.available_backbones()),
         ("model.pooling", config.model.pooling, dml.models.available_poolings()),
+        ("model.head", config.model.head, dml.models.available_heads()),
         ("loss.name", config.loss.name, dml.losses.available()),
     ]
     for key, value, choices in checks:

@@ -90,7 +90,7 @@ class ModelConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     learners: int = 1  # > 1: an ensemble of heads of embedding_dim outputs each (dml.models.ensemble)
     shared_backbone: bool = True  # an ensemble's heads on one backbone (true) or one backbone each (false)
-    head: str = "linear"  # "split": K separately normalised slices (dml.models.split_head)
+    head: str = "linear"  # a registered head (dml.models.available_heads()): linear, split, cgd, diml
     head_kwargs: dict[str, Any] = field(default_factory=dict)
 
 

@@ -30,6 +30,9 @@ CONSTRUCTION = {
     "normalized_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
     "meta_class_softmax": {"num_classes": NUM_CLASSES, "embedding_dim": DIM // 2, "learners": 2},
     "vmf": {"num_classes": NUM_CLASSES, "embedding_dim": DIM},
+    # the auxiliary classifier reads columns a plain (N, D) batch does not have (tests/losses/test_cgd.py)
+    "cgd": {"auxiliary": False},
+    "diml": {"grid": 1},  # [f | z_1]: D = 4 global and 4 local columns (tests/losses/test_diml.py)
 }
 NAMES = losses.available()
 

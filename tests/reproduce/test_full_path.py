@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from dml.reproduce.runs import _slug
 from tests.fixtures.benchmarks import make_cub, make_hotels, make_inshop
 from tests.pages import REPO
 
@@ -50,12 +51,21 @@ PAGES = {
         ["paper schedule", "released schedule", "no fine-tuning", "single learner"],
     ),
     "hotels50k": ("notebooks/reproduce_hotels50k.md", ["occlusion augmentation", "no augmentation"]),
+    "cgd": (
+        "notebooks/reproduce_cgd.md",
+        ["SPoC", "MAC", "GeM", "SPoC+MAC+GeM", "SPoC+MAC+GeM, no auxiliary", "the file's descriptors"],
+    ),
+    "diml": ("notebooks/reproduce_diml.md", ["Margin", "MS", "Margin + DIML training", "MS + DIML training"]),
 }
 CASES = {
     # CUB, self-retrieval. 32-image batches: the EPHN group-size sweep needs batch / 16 >= 2 classes.
     ("sct", "cub200"): ["data.sampler.p=16"],
     ("ephn", "cub200"): ["data.sampler.p=4", "data.sampler.k=8"],
     ("gradient_surgery", "cub200"): ["data.sampler.p=16"],
+    # CGD: a total size divisible by 1, 2 and 3 descriptors; DIML: 2 images per class, the test set re-ranked
+    # with k_re capped at its 79 candidates.
+    ("cgd", "cub200"): ["data.sampler.p=8", "model.embedding_dim=12"],
+    ("diml", "cub200"): ["data.sampler.p=8"],
     # In-Shop (queries against a gallery) and Hotels-50K (test photos against the training images): the other two
     # evaluation protocols, and Hotels-50K's instance/chain table. One pass per epoch over a few classes.
     ("sct", "inshop"): ["data.sampler.p=4", "data.sampler.repeat=1", "eval.ks=[1, 2]"],
@@ -126,7 +136,7 @@ def test_the_full_profile_runs_records_and_reads_back_its_results(
     assert record["run_info"]["seeds"] == [0] and record["run_info"]["commit"]
     assert sorted(record["summary"]) == sorted(methods)
     for method in methods:
-        folder = next(runs.rglob(f"{method.replace(' ', '_').replace(',', '_')}/seed0"))
+        folder = next(runs.rglob(f"{_slug(method)}/seed0"))
         final = json.loads((folder / "metrics.json").read_text())["final"]
         assert final["epoch"] == 2
         assert record["summary"][method]["recall@1"]["values"] == [final["recall@1"]]
