@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dml.models.pooling import build_pooling
+from dml.models.registry import register_head
 from dml.utils.checks import check_choice
 
 LAYOUTS = ("shared", "separate")
@@ -50,6 +51,7 @@ def slice_bounds(embedding_dim: int, num_slices: int) -> list[tuple[int, int]]:
     return bounds
 
 
+@register_head("split")
 class SplitEmbeddingHead(nn.Module):
     """``pooling`` -> dropout -> linear to ``embedding_dim`` -> K slices, each normalised (module docstring).
 
@@ -71,9 +73,12 @@ class SplitEmbeddingHead(nn.Module):
         pooling: str = "avg",
         dropout: float = 0.0,
         layout: str = "shared",
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         check_choice(layout, LAYOUTS, name="layout")
+        if not normalize:
+            raise ValueError("The split head normalises every slice; model.normalize=false is not supported with it.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
         self.bounds = slice_bounds(embedding_dim, num_slices)

@@ -16,11 +16,11 @@ def test_batch_eval_fixes_every_batch_norm_and_keeps_its_statistics() -> None:
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
-    from dml.models.resnet import _fix_batch_norm
+    from dml.models.resnet import fix_batch_norm
 
     fixed = build_backbone("resnet18")
     fixed.load_state_dict(plain.state_dict())
-    _fix_batch_norm(fixed, calibrated=True)
+    fix_batch_norm(fixed, train_affine=True, calibrated=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.modules())
     assert sum(isinstance(m, FixedBatchNorm2d) for m in fixed.modules()) == 20
     x = torch.randn(2, 3, 64, 64)
