@@ -47,13 +47,10 @@ def build(
 
     ``channels_last`` stores weights and inputs in NHWC memory format (faster convolutions with AMP on recent
     GPUs, no effect on results). ``backbone_kwargs`` go to the backbone factory (e.g. ``widths`` for small_cnn).
-    ``head`` names a registered head (``"linear"``: :class:`EmbeddingHead`; ``"cgd"``: CGD's multi-descriptor head;
-    ``"diml"``: the linear head that also returns grid embeddings in training), ``head_kwargs`` its options.
+    ``head`` names a registered head (``"linear"``: :class:`EmbeddingHead`; ``"split"``: divide and conquer's
+    separately normalised slices; ``"cgd"``: CGD's multi-descriptor head; ``"diml"``: the linear head that also
+    returns grid embeddings in training), ``head_kwargs`` its options.
     """
-    if head not in HEADS:
-        raise ValueError(f"Unknown head {head!r}; choose one of {list(HEADS)} (config key model.head).")
-    if head == "split" and not normalize:
-        raise ValueError("The split head normalises every slice; set model.normalize=true with model.head=split.")
     net = build_backbone(backbone, pretrained=pretrained, **(backbone_kwargs or {}))
     module = build_head(
         head,

@@ -78,7 +78,7 @@ class SplitEmbeddingHead(nn.Module):
         super().__init__()
         check_choice(layout, LAYOUTS, name="layout")
         if not normalize:
-            raise ValueError("The split head normalises every slice; model.normalize=false is not supported with it.")
+            raise ValueError("The split head normalises every slice; set model.normalize=true with model.head=split.")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1); got {dropout}.")
         self.bounds = slice_bounds(embedding_dim, num_slices)
