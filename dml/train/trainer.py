@@ -224,7 +224,8 @@ def _build_run(
     # nor on the rank (only rank 0 builds the evaluation set).
     seed_everything(config.seed, deterministic=config.deterministic)
     model = build_model(config).to(device)
-    feature_dim = getattr(model.head, "auxiliary_dim", None)  # the cgd head's first descriptor, for the cgd loss
+    # the cgd head's first descriptor, for the cgd loss (an ensemble of learners has no single head)
+    feature_dim = getattr(getattr(model, "head", None), "auxiliary_dim", None)
     loss_fn = build_loss(config, num_classes=data.train_set.num_classes, feature_dim=feature_dim).to(device)
     # Proxy losses index their proxies by label, so the loss sees class ids mapped to 0..C-1 (sorted original ids).
     train_classes = torch.as_tensor(np.unique(data.train_set.labels), device=device)
