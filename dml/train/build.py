@@ -82,29 +82,17 @@ def build_model(config: Config) -> nn.Module:
     """The embedding model described by ``config.model`` (and ``config.channels_last``): an
     :class:`~dml.models.EmbeddingModel`, or with ``model.learners > 1`` a :class:`~dml.models.LearnerEnsemble`."""
     m = config.model
-    if m.learners > 1:
-        return dml.models.build_ensemble(
-            m.backbone,
-            learners=m.learners,
-            embedding_dim=m.embedding_dim,
-            shared_backbone=m.shared_backbone,
-            pooling=m.pooling,
-            normalize=m.normalize,
-            pretrained=m.pretrained,
-            channels_last=config.channels_last,
-            backbone_kwargs=m.backbone_kwargs,
-        )
-    return dml.models.build(
-        m.backbone,
+    common = dict(
         embedding_dim=m.embedding_dim,
         pooling=m.pooling,
         normalize=m.normalize,
         pretrained=m.pretrained,
         channels_last=config.channels_last,
         backbone_kwargs=m.backbone_kwargs,
-        head=m.head,
-        head_kwargs=m.head_kwargs,
     )
+    if m.learners > 1:
+        return dml.models.build_ensemble(m.backbone, learners=m.learners, shared_backbone=m.shared_backbone, **common)
+    return dml.models.build(m.backbone, head=m.head, head_kwargs=m.head_kwargs, **common)
 
 
 def load_model(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> nn.Module:
